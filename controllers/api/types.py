@@ -1,0 +1,96 @@
+"""What a kind *is*, as data: API coordinates, CLI names, capabilities and schema.
+
+Every layer shares these: the kube client builds URLs from a :class:`ResourceType`, manifestgen renders a
+CRD from a :class:`Kind`, and the CLI's generic verbs (get, suspend, resume, reconcile, delete, export) are
+driven by a :class:`Kind`'s capabilities, never by per-kind code.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceType:
+    """A Kubernetes resource: enough to build its REST paths."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        """The REST path of the collection, or of one object (and its subresource)."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
+
+
+@dataclasses.dataclass(frozen=True)
+class PrinterColumn:
+    """An ``additionalPrinterColumns`` entry of a CRD (what ``kubectl get`` shows)."""
+
+    name: str
+    json_path: str
+    type: str = "string"
+    priority: int = 0
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind(ResourceType):
+    """A Flux kind: its API coordinates, CRD details, CLI names and capabilities.
+
+    The CLI resolves ``fluxpy get source git`` / ``fluxpy reconcile ks`` through ``cli_names``; what a
+    verb may do with the kind is read from the capability fields below.
+    """
+
+    singular: str = ""
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    #: OpenAPI v3 schema of ``spec`` (structural; see controllers.api.schema).
+    spec_schema: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+    #: OpenAPI v3 schema of ``status``.
+    status_schema: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+    printer_columns: tuple[PrinterColumn, ...] = ()
+    #: the names the CLI accepts, first one canonical, e.g. ("source git", "sources git", "gitrepository").
+    cli_names: tuple[str, ...] = ()
+    #: CLI group this kind belongs to for ``get <group> all`` (e.g. "sources"); "" for none.
+    cli_group: str = ""
+    #: whether the kind has ``spec.suspend`` (suspend / resume apply).
+    suspendable: bool = True
+    #: whether ``reconcile`` applies (the controller honours reconcile.fluxcd.io/requestedAt).
+    reconcilable: bool = True
+    #: dotted path to the source reference in the object for ``reconcile --with-source``
+    #: (e.g. "spec.sourceRef"); "" when the kind has no source.
+    source_ref_path: str = ""
+    #: dotted path to the revision ``get`` and ``reconcile`` print (e.g. "status.artifact.revision").
+    revision_path: str = ""
+    #: the verb ``reconcile`` prints with the revision: "fetched" for sources, "applied" for appliers.
+    revision_verb: str = "applied"
+    #: the controller that reconciles this kind (used for install components and health reporting).
+    controller: str = ""
+
+    @property
+    def display(self) -> str:
+        """The canonical CLI name, e.g. 'source git'."""
+        return self.cli_names[0] if self.cli_names else self.kind.lower()
+
+    @property
+    def resource_type(self) -> ResourceType:
+        return ResourceType(self.group, self.version, self.kind, self.plural, self.namespaced)
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{self.group}"

@@ -1,0 +1,112 @@
+"""The client side of Flux's object protocol, shared by the CLI and bootstrap.
+
+- request a reconcile: set ``reconcile.fluxcd.io/requestedAt`` and wait for ``status.lastHandledReconcileAt``
+  to echo it, then for the Ready condition to settle;
+- suspend / resume: ``spec.suspend``.
+"""
+from __future__ import annotations
+
+import datetime
+
+from controllers.api.objects import dig, find_condition
+from controllers.api.types import Kind
+from controllers.runtime.kube import KubeClient
+
+REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+
+
+class ReconcileFailed(Exception):
+    """The object was reconciled but is not Ready; the message is its Ready condition's."""
+
+    def __init__(self, obj: dict, message: str):
+        super().__init__(message)
+        self.obj = obj
+
+
+def now_token() -> str:
+    """A requestedAt value: RFC 3339 with nanoseconds, as the flux CLI writes it."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond * 1000:09d}Z"
+
+
+def request_reconcile(kube: KubeClient, kind: Kind, name: str, namespace: str | None) -> str:
+    """Annotate the object so its controller reconciles it now; return the token to wait for."""
+    token = now_token()
+    kube.patch(kind, name, {"metadata": {"annotations": {REQUESTED_AT: token}}}, namespace)
+    return token
+
+
+def set_suspend(kube: KubeClient, kind: Kind, name: str, namespace: str | None, suspend: bool) -> dict:
+    """Set ``spec.suspend``; resuming also requests a reconcile so the object catches up at once."""
+    patch: dict = {"spec": {"suspend": suspend}}
+    if not suspend:
+        patch["metadata"] = {"annotations": {REQUESTED_AT: now_token()}}
+    return kube.patch(kind, name, patch, namespace)
+
+
+def ready_settled(obj: dict) -> bool:
+    """Whether the Ready condition reflects the current generation and is not still in progress."""
+    ready = find_condition(obj, "Ready")
+    if not ready or ready.get("status") not in ("True", "False"):
+        return False
+    generation = obj["metadata"].get("generation")
+    observed = dig(obj, "status.observedGeneration")
+    if generation is not None and observed is not None and observed < generation:
+        return False
+    return ready.get("status") == "True" or find_condition(obj, "Reconciling") is None or \
+        find_condition(obj, "Stalled") is not None
+
+
+def wait_ready(kube: KubeClient, kind: Kind, name: str, namespace: str | None, *, timeout: float,
+               token: str | None = None) -> dict:
+    """Wait until the controller handled ``token`` (if given) and Ready settled; raise ReconcileFailed if False."""
+
+    def done(obj: dict) -> bool:
+        if token is not None and dig(obj, "status.lastHandledReconcileAt") != token:
+            return False
+        return ready_settled(obj)
+
+    what = f"{kind.kind} '{namespace + '/' if namespace else ''}{name}' reconciliation"
+    obj = kube.wait_for(kind, name, namespace, done, timeout=timeout, what=what)
+    ready = find_condition(obj, "Ready") or {}
+    if ready.get("status") != "True":
+        raise ReconcileFailed(obj, ready.get("message") or ready.get("reason") or "not ready")
+    return obj
+
+
+
+
+def component_health(kube: KubeClient, namespace: str, component: str) -> tuple[bool, str]:
+    """Whether a controller is alive, and how we know.
+
+    Alive means its Deployment is Available (in a cluster with a kubelet), or its leader-election Lease
+    ``<component>-leader-election`` was renewed within the lease duration (a controller running as a local
+    process against the embedded control plane has no Pods, but it does hold its Lease).
+    """
+    import time
+
+    from controllers.api.builtin import DEPLOYMENT, LEASE
+    from controllers.runtime.kube import NotFound
+
+    try:
+        lease = kube.get(LEASE, f"{component}-leader-election", namespace)
+        spec = lease.get("spec") or {}
+        renewed = spec.get("renewTime")
+        if renewed and spec.get("holderIdentity"):
+            age = time.time() - _parse_rfc3339(renewed)
+            if age <= float(spec.get("leaseDurationSeconds") or 15):
+                return True, f"leader lease held by {spec['holderIdentity']} (renewed {age:.0f}s ago)"
+    except NotFound:
+        pass
+    try:
+        deploy = kube.get(DEPLOYMENT, component, namespace)
+    except NotFound:
+        return False, "no deployment and no leader lease found"
+    available = next((c for c in (deploy.get("status") or {}).get("conditions") or [] if c.get("type") == "Available"), {})
+    if available.get("status") == "True":
+        return True, "deployment ready"
+    return False, "deployment not ready and no live leader lease"
+
+
+def _parse_rfc3339(value: str) -> float:
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,3 @@
+from flux_cli.main import run
+
+run()

@@ -1,0 +1,89 @@
+"""``fluxpy check [--pre]``: is the cluster fit for fluxpy, and is fluxpy healthy in it."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from flux_cli.app import App, CLIError, handle_errors
+from flux_cli.main import app
+
+#: the oldest Kubernetes minor Flux 2.7 supports.
+MIN_KUBERNETES = (1, 32)
+
+
+def kubernetes_version(a: App) -> tuple[str, tuple[int, int]]:
+    info = a.kube.version()
+    git_version = info.get("gitVersion", "")
+    try:
+        minor = int("".join(ch for ch in info.get("minor", "") if ch.isdigit()))
+        return git_version, (int(info.get("major", "0")), minor)
+    except ValueError:
+        raise CLIError(f"cannot read the Kubernetes version from {info!r}") from None
+
+
+@app.command("check")
+@handle_errors
+def check(
+    ctx: typer.Context,
+    pre: bool = typer.Option(False, "--pre", help="Only check the prerequisites (before install)."),
+    components: Optional[list[str]] = typer.Option(None, "--components", help="Controllers to check."),
+    components_extra: Optional[list[str]] = typer.Option(None, "--components-extra", help="Extra controllers to check."),
+) -> None:
+    """Check the prerequisites and the health of fluxpy's controllers and CRDs."""
+    from controllers.api.builtin import CRD
+    from controllers.api.kinds import KINDS
+    from controllers.api.objects import find_condition
+    from controllers.runtime.kube import NotFound
+    from controllers.runtime.protocol import component_health
+    from flux_cli.commands.install import _split
+
+    a: App = ctx.obj
+    t = a.terminal
+    t.action("checking prerequisites")
+    git_version, (major, minor) = kubernetes_version(a)
+    floor = f"{MIN_KUBERNETES[0]}.{MIN_KUBERNETES[1]}.0"
+    if (major, minor) < MIN_KUBERNETES:
+        raise CLIError(f"Kubernetes {git_version} is too old: fluxpy needs >={floor}")
+    t.success(f"Kubernetes {git_version.lstrip('v')} >={floor}")
+    if pre:
+        t.success("prerequisites checks passed")
+        return
+
+    failed = 0
+    t.action("checking version in cluster")
+    try:
+        from controllers.api.builtin import NAMESPACE
+
+        ns = a.kube.get(NAMESPACE, a.namespace)
+        version = ns["metadata"].get("labels", {}).get("app.kubernetes.io/version", "unknown")
+        t.success(f"distribution: fluxpy-{version}")
+    except NotFound:
+        raise CLIError(f"namespace {a.namespace} not found: is fluxpy installed? Run 'fluxpy install'") from None
+
+    t.action("checking controllers")
+    from controllers.api.kinds import COMPONENTS
+
+    names = _split(components) or list(COMPONENTS)
+    names += [n for n in _split(components_extra) if n not in names]
+    for name in names:
+        ok, detail = component_health(a.kube, a.namespace, name)
+        (t.success if ok else t.failure)(f"{name}: {detail}")
+        failed += not ok
+
+    t.action("checking crds")
+    for kind in KINDS:
+        if kind.controller not in names:
+            continue
+        try:
+            crd = a.kube.get(CRD, kind.crd_name)
+        except NotFound:
+            t.failure(f"{kind.crd_name}: not found")
+            failed += 1
+            continue
+        established = (find_condition(crd, "Established") or {}).get("status") == "True"
+        (t.success if established else t.failure)(f"{kind.crd_name}/{kind.version}" + ("" if established else " not established"))
+        failed += not established
+    if failed:
+        raise CLIError(f"check failed: {failed} problem(s) found")
+    t.success("all checks passed")
