@@ -45,7 +45,7 @@ def root(
 
 
 def _register() -> None:
-    from flux_cli.commands import check, dev, get, install, lifecycle, reconcile, version  # noqa: F401
+    from flux_cli.commands import check, completion, dev, get, install, lifecycle, version  # noqa: F401
 
 
 _register()
@@ -53,6 +53,13 @@ _register()
 
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    import os
+
+    if os.environ.get("_FLUXPY_COMPLETE"):
+        # a completion script is asking; register Typer's shell classes (only then: they cost start-up time)
+        from typer._completion_classes import completion_init
+
+        completion_init()
     args = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     app(args=args, prog_name="fluxpy")
 

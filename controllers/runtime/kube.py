@@ -161,7 +161,10 @@ def _load_yaml(path: Path) -> dict:
     except OSError as exc:
         raise KubeConfigError(f"cannot read kubeconfig {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise KubeConfigError(f"kubeconfig {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise KubeConfigError(f"kubeconfig {path} is not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise KubeConfigError(f"kubeconfig {path} is empty or not a mapping")
     return data

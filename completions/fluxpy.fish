@@ -1,0 +1,1 @@
+complete --command fluxpy --no-files --arguments "(env _FLUXPY_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) fluxpy)" --condition "env _FLUXPY_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) fluxpy"
