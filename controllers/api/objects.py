@@ -7,13 +7,13 @@ from typing import Any
 def dig(obj: dict, path: str, default: Any = None) -> Any:
     """Return the value at a dotted path (``"status.artifact.revision"``), or ``default``.
 
-    A list index may appear as a number (``"status.history.0.digest"``).
+    A list element is addressed as ``history[0]`` or ``history.0``.
     """
     cur: Any = obj
-    for part in path.split("."):
+    for part in path.replace("[", ".").replace("]", "").split("."):
         if isinstance(cur, dict):
             cur = cur.get(part)
-        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+        elif isinstance(cur, list) and part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
             cur = cur[int(part)]
         else:
             return default

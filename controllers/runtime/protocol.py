@@ -87,9 +87,10 @@ def component_health(kube: KubeClient, namespace: str, component: str) -> tuple[
 
     from controllers.api.builtin import DEPLOYMENT, LEASE
     from controllers.runtime.kube import NotFound
+    from controllers.runtime.leader import lease_name
 
     try:
-        lease = kube.get(LEASE, f"{component}-leader-election", namespace)
+        lease = kube.get(LEASE, lease_name(component), namespace)
         spec = lease.get("spec") or {}
         renewed = spec.get("renewTime")
         if renewed and spec.get("holderIdentity"):

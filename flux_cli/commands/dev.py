@@ -54,7 +54,7 @@ def up(
     if controllers:
         names = _split(components) or list(COMPONENTS)
         names += [n for n in _split(components_extra) if n not in names]
-        for proc in _guard(dev.start_controllers, state_dir, names):
+        for proc in _guard(dev.start_controllers, state_dir, names, namespace=a.namespace):
             a.terminal.success(f"{proc.component} running (pid {proc.pid}, log {proc.log})")
     a.terminal.success(f"kubeconfig written to {cluster.kubeconfig}")
     a.terminal.line(_guard(dev.env, state_dir).script("sh").rstrip("\n"))

@@ -25,13 +25,14 @@ def summary_headers(kind: "Kind", *, namespaced_view: bool) -> list[str]:
 
 
 def summary_row(kind: "Kind", obj: dict, *, namespaced_view: bool, prefix: str = "") -> list[str]:
+    from controllers.api.kinds import revision_of
     from controllers.api.objects import dig, find_condition
 
     ready = find_condition(obj, "Ready") or {}
     row = [obj["metadata"].get("namespace", "")] if namespaced_view else []
     row.append(prefix + obj["metadata"]["name"])
     if kind.revision_path:
-        row.append(str(dig(obj, kind.revision_path, "")))
+        row.append(revision_of(kind, obj))
     if kind.suspendable:
         row.append(str(bool(dig(obj, "spec.suspend", False))))
     row.append(ready.get("status", "Unknown") if ready else "Unknown")

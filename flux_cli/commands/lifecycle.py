@@ -58,9 +58,9 @@ def _existing(a: App, kind: "Kind", name: str, ns: str | None) -> dict:
 
 def report_ready(a: App, kind: "Kind", obj: dict) -> None:
     """Print flux's closing line: '✔ applied revision …' / '✔ fetched revision …' or just success."""
-    from controllers.api.objects import dig
+    from controllers.api.kinds import revision_of
 
-    revision = dig(obj, kind.revision_path) if kind.revision_path else None
+    revision = revision_of(kind, obj)
     if revision:
         a.terminal.success(f"{kind.revision_verb} revision {revision}")
     else:

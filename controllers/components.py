@@ -1,0 +1,52 @@
+"""The controller components fluxpy runs and the reconcilers each one hosts.
+
+A reconciler is named by an import path ``"package.module:factory"``; the factory is called with the parsed
+command line (``argparse.Namespace``, including the component's own flags) and returns a
+:class:`controllers.runtime.controller.Reconciler`. Imports are lazy so that a process loads only its own
+controllers. Component-specific flags are added by ``add_arguments`` (``"package.module:function"``, called
+with the ``argparse.ArgumentParser``).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+from typing import Any, Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+    """One controller process (a Deployment in a cluster)."""
+
+    name: str
+    reconcilers: tuple[str, ...] = ()
+    """Import paths of reconciler factories."""
+    concurrent: int = 4
+    """Flux's default of ``--concurrent`` for this component."""
+    add_arguments: str = ""
+    """Import path of a function adding the component's own flags to the parser."""
+
+
+COMPONENTS: dict[str, Component] = {c.name: c for c in (
+    Component("source-controller", concurrent=2),
+    Component("kustomize-controller"),
+    Component("helm-controller"),
+    Component("notification-controller"),
+    Component("image-reflector-controller"),
+    Component("image-automation-controller"),
+)}
+
+
+def _load(path: str) -> Callable[..., Any]:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def add_component_arguments(component: Component, parser: argparse.ArgumentParser) -> None:
+    if component.add_arguments:
+        _load(component.add_arguments)(parser)
+
+
+def load_reconcilers(component: Component, args: argparse.Namespace) -> list:
+    """Instantiate the component's reconcilers."""
+    return [_load(path)(args) for path in component.reconcilers]
