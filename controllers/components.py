@@ -13,6 +13,8 @@ import dataclasses
 import importlib
 from typing import Any, Callable
 
+from controllers.api.kinds import ALL_COMPONENTS
+
 
 @dataclasses.dataclass(frozen=True)
 class Component:
@@ -27,14 +29,15 @@ class Component:
     """Import path of a function adding the component's own flags to the parser."""
 
 
-COMPONENTS: dict[str, Component] = {c.name: c for c in (
-    Component("source-controller", concurrent=2),
-    Component("kustomize-controller"),
-    Component("helm-controller"),
-    Component("notification-controller"),
-    Component("image-reflector-controller"),
-    Component("image-automation-controller"),
-)}
+#: What differs from a plain Component, per component; reconcilers are added here as controllers land.
+_COMPONENT_SETTINGS: dict[str, dict[str, Any]] = {
+    "source-controller": {"concurrent": 2},
+}
+
+#: Every component fluxpy can install (controllers.api.kinds names them: one list for install and runtime).
+COMPONENTS: dict[str, Component] = {
+    name: Component(name, **_COMPONENT_SETTINGS.get(name, {})) for name in ALL_COMPONENTS
+}
 
 
 def _load(path: str) -> Callable[..., Any]:

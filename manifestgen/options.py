@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from importlib import metadata
 
+from controllers import __version__
 from controllers.api import kinds
 
 #: log levels the controllers accept (as Flux's ``--log-level``).
@@ -17,20 +17,12 @@ _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _REGISTRY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._:-]*[A-Za-z0-9])?(/[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)*$")
 
 
-def package_version() -> str:
-    """The installed fluxpy version ("0.1.0" when the package metadata is not available)."""
-    try:
-        return metadata.version("fluxpy")
-    except metadata.PackageNotFoundError:
-        return "0.1.0"
-
-
 @dataclasses.dataclass
 class InstallOptions:
     """What to install, and how the controllers are configured. Call :meth:`validate` before use."""
 
     #: fluxpy version: the controller image tag (``v<version>``) and the ``app.kubernetes.io/version`` label.
-    version: str = dataclasses.field(default_factory=package_version)
+    version: str = __version__
     #: namespace the controllers run in (also the ``app.kubernetes.io/instance`` label and the RBAC name suffix).
     namespace: str = "flux-system"
     #: controllers to install.

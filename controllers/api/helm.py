@@ -91,6 +91,18 @@ def _release() -> Field:
     )
 
 
+def _action_switches() -> dict:
+    """The switches Helm install and upgrade share."""
+    return dict(
+        disableWait=Bool("Do not wait for resources to be ready."),
+        disableWaitForJobs=Bool("Do not wait for Jobs to complete."),
+        disableHooks=Bool("Do not run hooks."),
+        disableOpenAPIValidation=Bool("Do not validate rendered manifests against the OpenAPI schema."),
+        disableSchemaValidation=Bool("Do not validate values against the chart's JSON schema."),
+        disableTakeOwnership=Bool("Do not adopt existing objects not owned by the release."),
+    )
+
+
 #: HelmRelease. ``source_ref_path`` is ``spec.chart.spec.sourceRef``; a release may instead set
 #: ``spec.chartRef`` (an OCIRepository, HelmChart or ExternalArtifact), which ``reconcile --with-source``
 #: must then follow. ``revision_path`` is the chart version of the newest ``status.history`` entry, as
@@ -134,12 +146,7 @@ HELM_RELEASE = Kind(
             remediation=_remediation("install", upgrade=False),
             strategy=_strategy("install", ("!has(self.retryInterval) || self.name != 'RemediateOnFailure'",
                                            ".retryInterval cannot be set when .name is 'RemediateOnFailure'")),
-            disableWait=Bool("Do not wait for resources to be ready."),
-            disableWaitForJobs=Bool("Do not wait for Jobs to complete."),
-            disableHooks=Bool("Do not run hooks."),
-            disableOpenAPIValidation=Bool("Do not validate rendered manifests against the OpenAPI schema."),
-            disableSchemaValidation=Bool("Do not validate values against the chart's JSON schema."),
-            disableTakeOwnership=Bool("Do not adopt existing objects not owned by the release."),
+            **_action_switches(),
             replace=Bool("Reuse the name of a deleted release still in history."),
             skipCRDs=Bool("Deprecated: use crds=Skip."),
             crds=Enum(*CRDS_POLICIES, doc="What to do with the chart's CRDs; Create when absent."),
@@ -151,12 +158,7 @@ HELM_RELEASE = Kind(
             remediation=_remediation("upgrade", upgrade=True),
             strategy=_strategy("upgrade", ("!has(self.retryInterval) || self.name == 'RetryOnFailure'",
                                            ".retryInterval can only be set when .name is 'RetryOnFailure'")),
-            disableWait=Bool("Do not wait for resources to be ready."),
-            disableWaitForJobs=Bool("Do not wait for Jobs to complete."),
-            disableHooks=Bool("Do not run hooks."),
-            disableOpenAPIValidation=Bool("Do not validate rendered manifests against the OpenAPI schema."),
-            disableSchemaValidation=Bool("Do not validate values against the chart's JSON schema."),
-            disableTakeOwnership=Bool("Do not adopt existing objects not owned by the release."),
+            **_action_switches(),
             force=Bool("Replace objects instead of patching them."),
             preserveValues=Bool("Keep the values of the last release (--reuse-values)."),
             cleanupOnFail=Bool("Delete objects created by a failed upgrade."),

@@ -50,9 +50,19 @@ def _git_include():
     )
 
 
-GIT_REPOSITORY = Kind(
-    group=meta.SOURCE_GROUP, version=VERSION, kind="GitRepository", plural="gitrepositories",
-    singular="gitrepository", short_names=("gitrepo",),
+def _source_kind(kind: str, plural: str, cli_word: str, short_names: tuple[str, ...] = (), **fields) -> Kind:
+    """A source.toolkit.fluxcd.io kind: CLI names ``source <word>``, in the ``sources`` group, reporting
+    ``status.artifact.revision`` as "fetched", served by the source-controller."""
+    singular = kind.lower()
+    return Kind(group=meta.SOURCE_GROUP, version=VERSION, kind=kind, plural=plural, singular=singular,
+                short_names=short_names,
+                cli_names=(f"source {cli_word}", f"sources {cli_word}", singular, plural, *short_names),
+                cli_group="sources", revision_path="status.artifact.revision", revision_verb="fetched",
+                controller=SOURCE_CONTROLLER, **fields)
+
+
+GIT_REPOSITORY = _source_kind(
+    "GitRepository", "gitrepositories", "git", ("gitrepo",),
     spec_schema=obj(
         "A Git repository to fetch and package as an artifact.",
         url=Str("Repository address (http, https or ssh).", required=True, pattern=r"^(http|https|ssh)://.*$"),
@@ -90,9 +100,6 @@ GIT_REPOSITORY = Kind(
         sourceVerificationMode=Str("The verification mode of the last verified artifact."),
     ).schema,
     printer_columns=(_url_column(), age_column(), *ready_columns()),
-    cli_names=("source git", "sources git", "gitrepository", "gitrepositories", "gitrepo"),
-    cli_group="sources", source_ref_path="", revision_path="status.artifact.revision", revision_verb="fetched",
-    controller=SOURCE_CONTROLLER,
 )
 
 
@@ -105,9 +112,8 @@ def _layer_selector(description: str):
     )
 
 
-OCI_REPOSITORY = Kind(
-    group=meta.SOURCE_GROUP, version=VERSION, kind="OCIRepository", plural="ocirepositories",
-    singular="ocirepository", short_names=("ocirepo",),
+OCI_REPOSITORY = _source_kind(
+    "OCIRepository", "ocirepositories", "oci", ("ocirepo",),
     spec_schema=obj(
         "An OCI artifact to pull and package as an artifact.",
         url=Str("Repository address, 'oci://<host>/<path>' without tag.", required=True, pattern=r"^oci://.*$"),
@@ -139,16 +145,12 @@ OCI_REPOSITORY = Kind(
         url=Str("The address of the last artifact."),
     ).schema,
     printer_columns=(_url_column(), *ready_columns(), age_column()),
-    cli_names=("source oci", "sources oci", "ocirepository", "ocirepositories", "ocirepo"),
-    cli_group="sources", revision_path="status.artifact.revision", revision_verb="fetched",
-    controller=SOURCE_CONTROLLER,
 )
 
 
 # --- HelmRepository -------------------------------------------------------------------------------------
-HELM_REPOSITORY = Kind(
-    group=meta.SOURCE_GROUP, version=VERSION, kind="HelmRepository", plural="helmrepositories",
-    singular="helmrepository", short_names=("helmrepo",),
+HELM_REPOSITORY = _source_kind(
+    "HelmRepository", "helmrepositories", "helm", ("helmrepo",),
     spec_schema=obj(
         "A Helm chart repository (HTTP index or OCI registry).",
         url=Str("Repository address.", required=True, pattern=r"^(http|https|oci)://.*$"),
@@ -169,16 +171,12 @@ HELM_REPOSITORY = Kind(
         url=Str("Address the index is served at by the source-controller."),
     ).schema,
     printer_columns=(_url_column(), age_column(), *ready_columns()),
-    cli_names=("source helm", "sources helm", "helmrepository", "helmrepositories", "helmrepo"),
-    cli_group="sources", revision_path="status.artifact.revision", revision_verb="fetched",
-    controller=SOURCE_CONTROLLER,
 )
 
 
 # --- HelmChart ------------------------------------------------------------------------------------------
-HELM_CHART = Kind(
-    group=meta.SOURCE_GROUP, version=VERSION, kind="HelmChart", plural="helmcharts",
-    singular="helmchart", short_names=("hc",),
+HELM_CHART = _source_kind(
+    "HelmChart", "helmcharts", "chart", ("hc",), source_ref_path="spec.sourceRef",
     spec_schema=obj(
         "A Helm chart taken from a HelmRepository, GitRepository or Bucket and packaged as an artifact.",
         chart=Str("Chart name in a repository, or path to the chart in a Git/Bucket artifact.", required=True),
@@ -213,15 +211,12 @@ HELM_CHART = Kind(
         PrinterColumn("Source Name", ".spec.sourceRef.name"),
         age_column(), *ready_columns(),
     ),
-    cli_names=("source chart", "sources chart", "helmchart", "helmcharts", "hc"),
-    cli_group="sources", source_ref_path="spec.sourceRef", revision_path="status.artifact.revision",
-    revision_verb="fetched", controller=SOURCE_CONTROLLER,
 )
 
 
 # --- Bucket ---------------------------------------------------------------------------------------------
-BUCKET = Kind(
-    group=meta.SOURCE_GROUP, version=VERSION, kind="Bucket", plural="buckets", singular="bucket",
+BUCKET = _source_kind(
+    "Bucket", "buckets", "bucket",
     spec_schema=obj(
         "An object storage bucket (S3-compatible, GCS or Azure Blob) to package as an artifact.",
         provider=Enum("generic", "aws", "gcp", "azure", doc="Storage API and authentication to use.",
@@ -269,18 +264,14 @@ BUCKET = Kind(
         url=Str("Address the artifact is served at by the source-controller."),
     ).schema,
     printer_columns=(_url_column(".spec.endpoint", "Endpoint"), age_column(), *ready_columns()),
-    cli_names=("source bucket", "sources bucket", "bucket", "buckets"),
-    cli_group="sources", revision_path="status.artifact.revision", revision_verb="fetched",
-    controller=SOURCE_CONTROLLER,
 )
 
 
 # --- ExternalArtifact -----------------------------------------------------------------------------------
 #: Written by another controller (e.g. source-watcher's ArtifactGenerator); nothing reconciles it, so it
 #: cannot be suspended or reconciled. Its CRD ships with source-controller in Flux 2.7.
-EXTERNAL_ARTIFACT = Kind(
-    group=meta.SOURCE_GROUP, version=VERSION, kind="ExternalArtifact", plural="externalartifacts",
-    singular="externalartifact",
+EXTERNAL_ARTIFACT = _source_kind(
+    "ExternalArtifact", "externalartifacts", "external", suspendable=False, reconcilable=False,
     spec_schema=obj(
         "An artifact produced outside the source-controller.",
         sourceRef=namespaced_object_kind_ref("The object that produces this artifact."),
@@ -291,10 +282,6 @@ EXTERNAL_ARTIFACT = Kind(
         conditions=meta.conditions(),
     ).schema,
     printer_columns=(age_column(), *ready_columns(), PrinterColumn("Source", ".spec.sourceRef.name")),
-    cli_names=("source external", "sources external", "externalartifact", "externalartifacts"),
-    cli_group="sources", suspendable=False, reconcilable=False,
-    revision_path="status.artifact.revision", revision_verb="fetched",
-    controller=SOURCE_CONTROLLER,
 )
 
 

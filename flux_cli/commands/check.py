@@ -36,7 +36,7 @@ def check(
     from controllers.api.objects import find_condition
     from controllers.runtime.kube import NotFound
     from controllers.runtime.protocol import component_health
-    from flux_cli.commands.install import _split
+    from flux_cli.flags import selected_components
 
     a: App = ctx.obj
     t = a.terminal
@@ -62,10 +62,7 @@ def check(
         raise CLIError(f"namespace {a.namespace} not found: is fluxpy installed? Run 'fluxpy install'") from None
 
     t.action("checking controllers")
-    from controllers.api.kinds import COMPONENTS
-
-    names = _split(components) or list(COMPONENTS)
-    names += [n for n in _split(components_extra) if n not in names]
+    names = selected_components(components, components_extra)
     for name in names:
         ok, detail = component_health(a.kube, a.namespace, name)
         (t.success if ok else t.failure)(f"{name}: {detail}")

@@ -43,17 +43,15 @@ def up(
     components_extra: Optional[list[str]] = typer.Option(None, "--components-extra", help="Extra controllers to run."),
 ) -> None:
     """Start the local control plane (idempotent) and the controllers."""
-    from controllers.api.kinds import COMPONENTS
     from controllers.localcluster import dev
-    from flux_cli.commands.install import _split
+    from flux_cli.flags import selected_components
 
     a: App = ctx.obj
     a.terminal.action("starting the local control plane (etcd + kube-apiserver)")
     cluster = _guard(dev.up, state_dir, log=a.terminal.waiting, timeout=a.timeout)
     a.terminal.success(f"control plane ready at {cluster.server}")
     if controllers:
-        names = _split(components) or list(COMPONENTS)
-        names += [n for n in _split(components_extra) if n not in names]
+        names = selected_components(components, components_extra)
         for proc in _guard(dev.start_controllers, state_dir, names, namespace=a.namespace):
             a.terminal.success(f"{proc.component} running (pid {proc.pid}, log {proc.log})")
     a.terminal.success(f"kubeconfig written to {cluster.kubeconfig}")

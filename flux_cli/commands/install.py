@@ -7,14 +7,10 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
+from flux_cli.flags import split_list
 from flux_cli.main import app
 
 PART_OF = "app.kubernetes.io/part-of=fluxpy"
-
-
-def _split(values: Optional[list[str]]) -> list[str]:
-    """Accept both repeated flags and comma-separated lists, as flux does."""
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
 def install_options(a: App, components, components_extra, registry, image_pull_secret, network_policy,
@@ -24,10 +20,10 @@ def install_options(a: App, components, components_extra, registry, image_pull_s
 
     kwargs = dict(namespace=a.namespace, registry=registry, image_pull_secret=image_pull_secret or "",
                   network_policy=network_policy, watch_all_namespaces=watch_all_namespaces, log_level=log_level,
-                  cluster_domain=cluster_domain, toleration_keys=_split(toleration_keys),
-                  components_extra=_split(components_extra))
+                  cluster_domain=cluster_domain, toleration_keys=split_list(toleration_keys),
+                  components_extra=split_list(components_extra))
     if components:
-        kwargs["components"] = _split(components)
+        kwargs["components"] = split_list(components)
     options = InstallOptions(**kwargs)
     options.validate()
     return options
@@ -127,11 +123,10 @@ def uninstall_plan(a: App, *, dry_run: bool, keep_namespace: bool):
     3. the namespace, unless kept.
     """
     from controllers.api.builtin import NAMESPACE
-    from controllers.api.kinds import KINDS
+    from controllers.api.kinds import ALL_COMPONENTS, KINDS
     from controllers.runtime.kube import NotFound
     from manifestgen.install import generate
     from manifestgen.options import InstallOptions
-    from controllers.api.kinds import COMPONENTS, COMPONENTS_EXTRA
 
     suffix = " (dry run)" if dry_run else ""
     for kind in KINDS:
@@ -147,8 +142,7 @@ def uninstall_plan(a: App, *, dry_run: bool, keep_namespace: bool):
                 a.kube.delete(kind, meta["name"], meta.get("namespace"))
             yield f"{kind.kind}/{meta.get('namespace')}/{meta['name']} deleted{suffix}"
 
-    everything = generate(InstallOptions(namespace=a.namespace, components=list(COMPONENTS),
-                                         components_extra=list(COMPONENTS_EXTRA))).objects
+    everything = generate(InstallOptions(namespace=a.namespace, components=list(ALL_COMPONENTS))).objects
     types = []
     for obj in everything:
         key = (obj["apiVersion"], obj["kind"])

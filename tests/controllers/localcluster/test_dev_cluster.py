@@ -100,7 +100,8 @@ def test_start_and_stop_controllers_with_a_given_kubeconfig(tmp_path):
 def test_default_controller_command_is_the_pod_entrypoint_on_loopback_ports(tmp_path):
     argv = dev.controller_command("source-controller", tmp_path / "kc")
     assert argv[1:6] == ["-m", "controllers", "source-controller", "--kubeconfig", str(tmp_path / "kc")]
-    addrs = {a.split("=")[0]: a.split("=")[1] for a in argv[6:]}
+    assert "--enable-leader-election" in argv[6:]  # the Lease is how install/check see it alive
+    addrs = {a.split("=")[0]: a.split("=")[1] for a in argv[6:] if "=" in a}
     assert set(addrs) == {"--metrics-addr", "--health-addr"}
     assert all(a.startswith("127.0.0.1:") for a in addrs.values())
     assert addrs["--metrics-addr"] != addrs["--health-addr"]
