@@ -80,6 +80,7 @@ def main() -> None:
     from controllers.runtime.apply import apply_staged
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # warm runs use bytecode, as an installed CLI does
     fluxpy = [sys.executable, "-m", "flux_cli"]
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print("-- start-up, no cluster")
