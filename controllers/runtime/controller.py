@@ -16,6 +16,7 @@ needs clean-up). The runtime does the rest, for every object of :attr:`Reconcile
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import random
 import threading
@@ -51,7 +52,7 @@ class Watch:
     label_selector: str = ""
 
 
-class Reconciler:
+class Reconciler(abc.ABC):
     """Base class of a controller: set :attr:`kind`, implement :meth:`reconcile`."""
 
     #: the kind reconciled (a :class:`controllers.api.types.Kind` or any ResourceType).
@@ -64,6 +65,7 @@ class Reconciler:
         """The controller's name in logs and metrics (the lower-case kind, as controller-runtime)."""
         return self.kind.kind.lower()
 
+    @abc.abstractmethod
     def reconcile(self, ctx: "ReconcileContext", obj: dict) -> Success | None:
         """Bring the world in line with ``obj``; change ``obj['status']`` as needed.
 
@@ -71,7 +73,6 @@ class Reconciler:
         :class:`~controllers.runtime.outcomes.StalledError` or :class:`~controllers.runtime.outcomes.Waiting`
         (any other exception counts as retryable).
         """
-        raise NotImplementedError
 
     def finalize(self, ctx: "ReconcileContext", obj: dict) -> None:
         """Clean up before ``obj`` is deleted (raise to retry with backoff). Default: nothing to do."""
