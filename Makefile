@@ -3,10 +3,23 @@ PYTHON ?= python3
 FLUXPY := $(PYTHON) -m flux_cli
 TOOLS := etcd kube-apiserver kustomize helm sops age age-keygen
 
-.PHONY: setup tools test demo demo-down completions bench
+# Debian packages the test servers use (command they provide = package): sshd for git over SSH, the
+# OCI registry, gpg for signed commits, htpasswd for the registry's basic auth.
+APT_PACKAGES := sshd=openssh-server docker-registry=docker-registry gpg=gnupg htpasswd=apache2-utils
 
-setup: ## install fluxpy (editable) with its test dependencies
+.PHONY: setup system-deps tools test demo demo-down completions bench
+
+setup: system-deps ## install fluxpy (editable) with its test dependencies
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+system-deps: ## install the Debian packages above that are missing (needs root or sudo)
+	@missing=""; for pair in $(APT_PACKAGES); do cmd=$${pair%%=*}; pkg=$${pair#*=}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || [ -x /usr/bin/$$cmd ] || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 tools: ## find or build (from Go modules, cached by version) the binaries fluxpy runs
 	$(PYTHON) -m controllers.localcluster.tools $(TOOLS)

@@ -45,7 +45,7 @@ def root(
 
 
 def _register() -> None:
-    from flux_cli.commands import check, completion, dev, get, install, lifecycle, version  # noqa: F401
+    from flux_cli.commands import check, completion, create, dev, get, install, lifecycle, version  # noqa: F401
 
 
 _register()

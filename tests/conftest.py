@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "tests"):  # tests/servers/* (real servers for fixtures) import as servers.*
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 #: bounds on waits in fixtures (seconds)
 START_TIMEOUT = 90
@@ -123,3 +124,36 @@ def _served(kube, crd: dict) -> bool:
         if not any(r.get("name") == spec["names"]["plural"] for r in doc.get("resources") or []):
             return False
     return True
+
+
+@pytest.fixture
+def start_controller(kube):
+    """Run reconcilers in-process against the session control plane, watching one namespace.
+
+    ``start_controller(reconciler, namespace, **controller_settings)`` starts a Controller (with an event
+    recorder) and waits until its watches are synced; every controller started is stopped after the test.
+    """
+    from controllers.runtime.controller import Controller
+    from controllers.runtime.events import EventRecorder
+    from controllers.runtime.settings import ControllerSettings, ManagerSettings, WatchSettings
+
+    started = []
+
+    def start(reconciler, namespace: str, **controller):
+        settings = dict(concurrent=2, min_retry_delay=0.05, max_retry_delay=2.0, interval_jitter_percentage=0,
+                        requeue_dependency=0.5)
+        settings.update(controller)
+        manager_settings = ManagerSettings(
+            component="test-controller", metrics_addr="", health_addr="",
+            controller=ControllerSettings(**settings),
+            watch=WatchSettings(all_namespaces=False, namespace=namespace, timeout_seconds=20))
+        recorder = EventRecorder(kube, "test-controller").start()
+        ctl = Controller(reconciler, kube, manager_settings, events=recorder).start()
+        assert ctl.wait_synced(30), "controller watches did not sync"
+        started.append((ctl, recorder))
+        return ctl
+
+    yield start
+    for ctl, recorder in started:
+        ctl.stop(5)
+        recorder.stop(2)

@@ -57,14 +57,12 @@ def _existing(a: App, kind: "Kind", name: str, ns: str | None) -> dict:
 
 
 def report_ready(a: App, kind: "Kind", obj: dict) -> None:
-    """Print flux's closing line: '✔ applied revision …' / '✔ fetched revision …' or just success."""
+    """Print flux's closing line for a Ready object: '✔ applied revision …' / '✔ fetched revision …'."""
     from controllers.api.kinds import revision_of
 
     revision = revision_of(kind, obj)
     if revision:
         a.terminal.success(f"{kind.revision_verb} revision {revision}")
-    else:
-        a.terminal.success(f"{kind.kind} reconciliation completed")
 
 
 def reconcile_and_wait(a: App, kind: "Kind", name: str, ns: str | None) -> dict:
