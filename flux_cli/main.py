@@ -45,7 +45,8 @@ def root(
 
 
 def _register() -> None:
-    from flux_cli.commands import check, completion, create, dev, get, install, lifecycle, version  # noqa: F401
+    from flux_cli.commands import (check, completion, create, dev, events, get, install, lifecycle,  # noqa: F401
+                                   logs, version)
 
 
 _register()

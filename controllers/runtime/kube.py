@@ -439,10 +439,22 @@ class KubeClient:
         """
         params = {"watch": True, "resourceVersion": resource_version, "labelSelector": label_selector,
                   "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds, "allowWatchBookmarks": True}
-        conn = self._connect(timeout_seconds + 30)
+        for line in self.stream_lines(rt.path(namespace), params, timeout=timeout_seconds + 30):
+            event = json.loads(line)
+            if event.get("type") == "ERROR":
+                status = event.get("object") or {}
+                raise error_from_status(int(status.get("code") or 500), status)
+            yield event["type"], event["object"]
+
+    def stream_lines(self, path: str, params: dict[str, Any] | None = None, *, timeout: float = 330) -> Iterator[bytes]:
+        """GET ``path`` on a dedicated connection and yield its body line by line (watches, followed Pod logs).
+
+        An error status raises the typed :class:`KubeError`; the stream ends when the server closes it.
+        """
+        conn = self._connect(timeout)
         try:
             try:
-                self._send(conn, "GET", self._url(rt.path(namespace), params), None, self._headers(None))
+                self._send(conn, "GET", self._url(path, params), None, self._headers(None, accept="*/*"))
                 resp = conn.getresponse()
             except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
                 raise self._unreachable(exc) from None
@@ -455,11 +467,7 @@ class KubeClient:
                     return
                 if not line:
                     return
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    raise error_from_status(int(status.get("code") or 500), status)
-                yield event["type"], event["object"]
+                yield line
         finally:
             conn.close()
 
