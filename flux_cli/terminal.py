@@ -126,6 +126,41 @@ class Terminal:
         self.out.write(format_plain_table(headers, rows, no_header=no_header))
         self.out.flush()
 
+    def tree(self, root, label, children, *, highlighted=()) -> None:
+        """Print a tree: ``label(node)`` gives a node's text, ``children(node)`` its children; nodes in
+        ``highlighted`` (the failing path) are shown in bold red on a terminal and marked ``»`` otherwise."""
+        marked = {id(n) for n in highlighted}
+        if self._styled(self.out):
+            from rich.console import Console
+            from rich.tree import Tree
+
+            def styled(node):
+                text = _escape(label(node))
+                return f"[bold red]{text}[/bold red]" if id(node) in marked else text
+
+            def grow(branch, node):
+                for child in children(node):
+                    grow(branch.add(styled(child)), child)
+
+            top = Tree(styled(root))
+            grow(top, root)
+            Console(file=self.out, soft_wrap=True).print(top)
+            return
+        lines = []
+
+        def walk(node, prefix: str, connector: str) -> None:
+            mark = "» " if id(node) in marked else ""
+            lines.append(f"{prefix}{connector}{mark}{label(node)}")
+            kids = list(children(node))
+            for i, child in enumerate(kids):
+                last = i == len(kids) - 1
+                walk(child, prefix + ("" if not connector else ("    " if connector == "└── " else "│   ")),
+                     "└── " if last else "├── ")
+
+        walk(root, "", "")
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+
     def yaml(self, objects: Sequence[dict]) -> None:
         """Print objects as a multi-document YAML stream."""
         import yaml

@@ -223,9 +223,40 @@ def last_reconciliation(lines: Iterable[LogLine], kind: str, namespace: str, nam
     return [line for line in about if line.reconcile_id == ids[-1]]
 
 
+class NoLogs(Exception):
+    """No controller logs can be found (no local controllers, no controller Pods)."""
+
+
+def open_logs(kube: KubeClient, *, flux_namespace: str = "flux-system", state_dir=None,
+              since: dt.datetime | None = None):
+    """The controllers' lines so far, and a function that follows new ones: ``(lines, follow(stop))``.
+
+    When the client points at the local control plane of ``fluxpy dev`` (same server), read the files its
+    controllers write; otherwise the controller Pods' logs through the API. Raises :class:`NoLogs`.
+    """
+    from controllers.localcluster import dev
+
+    try:
+        cluster = dev.cluster(state_dir)
+    except dev.DevError:
+        cluster = None
+    if cluster is not None and cluster.server.rstrip("/") == kube.server.rstrip("/"):
+        files = local_log_files(cluster.logs_dir)
+        if not files:
+            raise NoLogs(f"no controller logs in {cluster.logs_dir}: are the controllers running? ('fluxpy dev up')")
+        return read_files(files), lambda stop: follow_files(files, stop)
+    pods = controller_pods(kube, flux_namespace)
+    if not pods:
+        raise NoLogs(f"no fluxpy controller Pods found in {flux_namespace}: is fluxpy installed? "
+                     "(or pass --flux-namespace)")
+    return (read_pods(kube, flux_namespace, pods, since=since),
+            lambda stop: follow_pods(kube, flux_namespace, pods, stop))
+
+
 def since_duration(seconds: float) -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
 
 
 __all__ = ["LogLine", "LogFilter", "parse_line", "merge", "local_log_files", "read_files", "follow_files",
-           "controller_pods", "read_pods", "follow_pods", "last_reconciliation", "since_duration"]
+           "controller_pods", "read_pods", "follow_pods", "last_reconciliation", "since_duration", "open_logs",
+           "NoLogs"]

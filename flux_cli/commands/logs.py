@@ -1,7 +1,6 @@
 """``fluxpy logs``: every controller's log, merged in time order, filtered by object and level.
 
-Where the lines come from: when the kubeconfig points at the local control plane of ``fluxpy dev``, the files
-its locally run controllers write; otherwise the controller Pods' logs through the API.
+Where the lines come from: see :func:`controllers.runtime.logread.open_logs`.
 """
 from __future__ import annotations
 
@@ -19,17 +18,6 @@ def format_line(line) -> str:
     """flux's text form: ``<ts> <level> <Kind>/<name>.<namespace> - <message>`` (or the controller's name)."""
     who = f"{line.kind}/{line.name}.{line.namespace}" if line.kind and line.name else line.component
     return f"{line.ts} {line.level} {who} - {line.message}"
-
-
-def local_logs_dir(a: App, state_dir: str | None):
-    """The dev cluster's logs directory when the kubeconfig points at it, else None."""
-    from controllers.localcluster import dev
-
-    try:
-        cluster = dev.cluster(state_dir)
-    except dev.DevError:
-        return None
-    return cluster.logs_dir if cluster.server.rstrip("/") == a.kube.server.rstrip("/") else None
 
 
 @app.command("logs")
@@ -69,20 +57,10 @@ def logs(
     def emit(line) -> None:
         a.terminal.line(json.dumps(line.record) if output == "json" else format_line(line))
 
-    logs_dir = local_logs_dir(a, state_dir)
-    if logs_dir is not None:
-        files = logread.local_log_files(logs_dir)
-        if not files:
-            raise CLIError(f"no controller logs in {logs_dir}: are the controllers running? ('fluxpy dev up')")
-        lines = logread.read_files(files)
-        stream = lambda stop: logread.follow_files(files, stop)  # noqa: E731
-    else:
-        pods = logread.controller_pods(a.kube, flux_namespace)
-        if not pods:
-            raise CLIError(f"no fluxpy controller Pods found in {flux_namespace}: is fluxpy installed? "
-                           "(or pass --flux-namespace)")
-        lines = logread.read_pods(a.kube, flux_namespace, pods, since=since_time)
-        stream = lambda stop: logread.follow_pods(a.kube, flux_namespace, pods, stop)  # noqa: E731
+    try:
+        lines, stream = logread.open_logs(a.kube, flux_namespace=flux_namespace, state_dir=state_dir, since=since_time)
+    except logread.NoLogs as exc:
+        raise CLIError(str(exc)) from None
     selected = [line for line in logread.merge(lines) if selector.matches(line)]
     for line in selected[max(0, len(selected) - tail):] if tail >= 0 else selected:
         emit(line)
