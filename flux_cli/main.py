@@ -46,7 +46,7 @@ def root(
 
 def _register() -> None:
     from flux_cli.commands import (check, completion, create, dev, events, get, install, lifecycle,  # noqa: F401
-                                   logs, version, why)
+                                   logs, trace, version, why)
 
 
 _register()

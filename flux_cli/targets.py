@@ -63,6 +63,17 @@ def resolve(words: list[str], *, allow_all: bool = False, name: str = "optional"
     return dataclasses.replace(target, name=obj_name)
 
 
+def split_kind_name(words: list[str], *, error_code: int = 1) -> tuple[str, str]:
+    """``Kustomization/apps``, ``ks/apps`` or ``ks apps`` (any kind words) → (kind words, name)."""
+    if len(words) == 1 and "/" in words[0]:
+        kind, _, name = words[0].rpartition("/")
+        if kind and name:
+            return kind, name
+    if len(words) >= 2:
+        return " ".join(words[:-1]), words[-1]
+    raise CLIError("expected <kind>/<name> or <kind> <name>, e.g. kustomization/apps", error_code)
+
+
 def complete(ctx, args: list[str], incomplete: str) -> list[str]:
     """Shell completion for TARGET words: kind names first, then object names from the cluster."""
     from controllers.api.kinds import KINDS, UnknownKind, kind_by_name

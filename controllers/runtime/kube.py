@@ -578,6 +578,21 @@ class KubeClient:
             self._discovery[api_version] = found
         return found
 
+    def find_kind(self, name: str) -> ResourceType:
+        """The resource a kind is called by on the command line: its Kind, plural, singular or short name,
+        searched (case-insensitively) across every served API group's preferred version."""
+        wanted = name.lower()
+        versions = ["v1"] + [g["preferredVersion"]["groupVersion"]
+                             for g in self.request("GET", "/apis").get("groups") or []]
+        for api_version in versions:
+            group, _, version = api_version.rpartition("/")
+            doc = self.request("GET", f"/apis/{api_version}" if group else f"/api/{version}")
+            for res in doc.get("resources") or []:
+                names = {res["kind"].lower(), res["name"], res.get("singularName", ""), *res.get("shortNames", [])}
+                if "/" not in res["name"] and wanted in names:
+                    return ResourceType(group, version, res["kind"], res["name"], res.get("namespaced", True))
+        raise NotFound(404, "NotFound", f"the server has no resource of kind {name!r}")
+
     def forget_discovery(self) -> None:
         """Drop cached discovery (after CRDs are installed or removed)."""
         with self._discovery_lock:

@@ -11,21 +11,12 @@ from typing import List, Optional
 
 import typer
 
+from flux_cli import targets
 from flux_cli.app import App, CLIError, describe_error
 from flux_cli.main import app
 
 SYMBOL = {"True": "✔", "False": "✗", "Unknown": "…", "Missing": "?", "Suspended": "⏸"}
 EXIT_ERROR = 2
-
-
-def parse_target(words: list[str]) -> tuple[str, str]:
-    """``Kustomization/apps``, ``ks/apps`` or ``ks apps`` → (kind word, name)."""
-    if len(words) == 1 and "/" in words[0]:
-        kind, _, name = words[0].rpartition("/")
-        return kind, name
-    if len(words) >= 2:
-        return " ".join(words[:-1]), words[-1]
-    raise CLIError("expected <kind>/<name>, e.g. kustomization/apps", EXIT_ERROR)
 
 
 def node_label(node) -> str:
@@ -83,7 +74,7 @@ def why(
     try:
         if output not in ("text", "json"):
             raise CLIError(f"invalid --output {output!r}: expected text or json", EXIT_ERROR)
-        kind, name = parse_target(target)
+        kind, name = targets.split_kind_name(target, error_code=EXIT_ERROR)
         root = inspect.walk(a.kube, kind, name, a.namespace, api_version=api_version)
         if root.obj is None:
             raise CLIError(f"{root.ref} not found", EXIT_ERROR)

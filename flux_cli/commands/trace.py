@@ -1,0 +1,107 @@
+"""``fluxpy trace <kind> <name>``: which Kustomization or HelmRelease manages an object, from which source and
+revision, and each step's Ready state — flux's ``trace``."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from flux_cli import targets
+from flux_cli.app import App, CLIError, handle_errors
+from flux_cli.main import app
+
+#: the owner labels an applier puts on what it applies: (manager kind, name label, namespace label).
+MANAGERS = (
+    ("Kustomization", "kustomize.toolkit.fluxcd.io/name", "kustomize.toolkit.fluxcd.io/namespace"),
+    ("HelmRelease", "helm.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/namespace"),
+)
+
+#: what flux shows for each kind in a trace, besides name, namespace, revision and status.
+DETAILS = {
+    "Kustomization": (("Target", "spec.targetNamespace"), ("Path", "spec.path")),
+    "HelmRelease": (("Chart", "spec.chart.spec.chart"), ("Version", "spec.chart.spec.version")),
+    "GitRepository": (("URL", "spec.url"), ("Branch", "spec.ref.branch"), ("Tag", "spec.ref.tag"),
+                      ("Semver", "spec.ref.semver"), ("Commit", "spec.ref.commit")),
+    "OCIRepository": (("URL", "spec.url"), ("Tag", "spec.ref.tag"), ("Semver", "spec.ref.semver"),
+                      ("Digest", "spec.ref.digest")),
+    "HelmRepository": (("URL", "spec.url"),),
+    "HelmChart": (("Chart", "spec.chart"), ("Version", "spec.version")),
+    "Bucket": (("Endpoint", "spec.endpoint"), ("Bucket", "spec.bucketName")),
+}
+
+
+def manager_of(obj: dict) -> tuple[str, str, str] | None:
+    """(kind, name, namespace) of the Kustomization/HelmRelease whose labels the object carries."""
+    labels = obj["metadata"].get("labels") or {}
+    for kind, name_label, ns_label in MANAGERS:
+        if labels.get(name_label):
+            return kind, labels[name_label], labels.get(ns_label, "")
+    return None
+
+
+def section(kind_name: str, obj: dict, revision: str) -> list[tuple[str, str]]:
+    """The ``Label: value`` rows describing one step."""
+    from controllers.api.objects import dig, find_condition
+
+    rows = [(kind_name, obj["metadata"]["name"]), ("Namespace", obj["metadata"].get("namespace", ""))]
+    rows += [(label, str(dig(obj, path))) for label, path in DETAILS.get(kind_name, ()) if dig(obj, path)]
+    if revision:
+        rows.append(("Revision", revision))
+    ready = find_condition(obj, "Ready")
+    if dig(obj, "spec.suspend"):
+        rows.append(("Status", "Suspended"))
+    elif ready and ready.get("status") == "True":
+        rows.append(("Status", f"Last reconciled at {ready.get('lastTransitionTime', '')}"))
+    elif ready:
+        rows.append(("Status", f"Not ready ({ready.get('reason', '')})"))
+    else:
+        rows.append(("Status", "Unknown"))
+    if ready and ready.get("message"):
+        rows.append(("Message", ready["message"]))
+    return rows
+
+
+@app.command("trace")
+@handle_errors
+def trace(
+    ctx: typer.Context,
+    target: List[str] = typer.Argument(..., metavar="KIND NAME", help="e.g. 'configmap demo' or 'deployment/web'."),
+    api_version: Optional[str] = typer.Option(None, "--api-version", help="The object's apiVersion, when ambiguous."),
+) -> None:
+    """Show which fluxpy object applied an object, its source and revision, and each step's state."""
+    from controllers.api.kinds import kind_for, revision_of
+    from controllers.runtime import inspect
+    from controllers.runtime.kube import NotFound
+
+    a: App = ctx.obj
+    kind_word, name = targets.split_kind_name(target)
+    rt = a.kube.resource_for(api_version, kind_word) if api_version else None
+    if rt is None:
+        resolved = inspect.Resolver(a.kube).resource(kind_word)
+        rt = resolved or a.kube.find_kind(kind_word)
+    namespace = a.namespace if rt.namespaced else None
+    try:
+        obj = a.kube.get(rt, name, namespace)
+    except NotFound:
+        raise CLIError(f"{rt.kind} '{namespace + '/' if namespace else ''}{name}' not found") from None
+    manager = manager_of(obj)
+    if manager is None:
+        raise CLIError(f"{rt.kind}/{name} is not managed by fluxpy (no Kustomization or HelmRelease labels)")
+    blocks = [[("Object", f"{rt.kind}/{name}")] + ([("Namespace", namespace)] if namespace else []) +
+              [("Status", "Managed by fluxpy")]]
+    # the manager, then its source chain (HelmRelease -> HelmChart -> HelmRepository, ...)
+    root = inspect.walk(a.kube, manager[0], manager[1], manager[2])
+    step = root
+    while step is not None:
+        if step.obj is None:
+            blocks.append([(step.kind, step.name), ("Namespace", step.namespace), ("Status", "Not found")])
+            break
+        kind = kind_for(step.obj["apiVersion"], step.kind)
+        blocks.append(section(step.kind, step.obj, revision_of(kind, step.obj) if kind else ""))
+        step = next((c for c in step.children if c.relation in ("source", "chart", "chartRef")), None)
+    for i, block in enumerate(blocks):
+        if i:
+            a.terminal.line("---")
+        width = max(len(label) for label, _ in block) + 2
+        for label, value in block:
+            a.terminal.line(f"{label + ':':<{width}}{value}")
