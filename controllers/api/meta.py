@@ -175,9 +175,16 @@ def namespaced_object_kind_ref(description: str, *, required: bool = False) -> F
 
 
 def dependency_refs() -> Field:
-    """spec.dependsOn of Kustomization/HelmRelease (meta.DependencyReference)."""
+    """spec.dependsOn of Kustomization/HelmRelease (meta.DependencyReference).
+
+    Beyond Flux: an entry may name ``apiVersion`` and ``kind`` to depend on an object of another kind (a
+    Kustomization waiting on a HelmRelease, or on any object with a Ready condition); without them the
+    dependency is of the same kind, as in Flux. The fields are optional, so Flux's manifests are unchanged.
+    """
     return Arr(obj(
         "An object that must be ready first.",
+        apiVersion=Str("API version of the dependency when it is of another kind (fluxpy extension)."),
+        kind=Str("Kind of the dependency when it is not of the same kind (fluxpy extension)."),
         name=Str("Name of the dependency.", required=True),
         namespace=Str("Namespace of the dependency; defaults to the object's namespace."),
         readyExpr=Str("CEL expression deciding readiness instead of the Ready condition."),

@@ -83,3 +83,24 @@ def test_why_missing_dependency_and_bad_input(fluxpy, kube, kubeconfig, flux_crd
     assert unknown.exit_code == 2 and "unknown kind" in unknown.stderr
     unreachable = fluxpy("why", "ks/apps", "--kubeconfig", "/nonexistent")
     assert unreachable.exit_code == 2 and "does not exist" in unreachable.stderr
+
+
+def test_why_follows_a_dependency_of_another_kind(fluxpy, kube, kubeconfig, flux_crds, namespace):
+    hr, oci = kind_by_name("hr"), kind_by_name("source oci")
+    make(kube, GIT, "repo", namespace, {"interval": "1m", "url": "https://example.com/r"}, "True")
+    make(kube, oci, "db-chart", namespace, {"interval": "5m", "url": "oci://ghcr.io/org/charts/db",
+                                            "ref": {"tag": "1.0.0"}}, "True")
+    make(kube, hr, "db", namespace, {"interval": "10m", "chartRef": {"kind": "OCIRepository", "name": "db-chart"}},
+         "False", "InstallFailed", "Helm install failed: timed out waiting for the condition")
+    spec = ks_spec("repo")
+    spec["dependsOn"] = [{"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "name": "db"}]
+    make(kube, KS, "apps", namespace, spec, "False", "DependencyNotReady", "dependency not ready")
+    assert kube.get(KS, "apps", namespace)["spec"]["dependsOn"][0]["kind"] == "HelmRelease"  # kept by the schema
+
+    res = fluxpy("why", "ks/apps", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert res.exit_code == 1
+    lines = res.stdout.splitlines()
+    assert any(f"» dependsOn HelmRelease/{namespace}/db" in line for line in lines)
+    assert any(f"chartRef OCIRepository/{namespace}/db-chart  ✔ True" in line for line in lines)
+    assert lines[-1] == (f"root cause: HelmRelease/{namespace}/db: InstallFailed: "
+                         "Helm install failed: timed out waiting for the condition")
