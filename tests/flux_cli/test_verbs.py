@@ -200,3 +200,25 @@ def test_export_all(fluxpy, kubeconfig, kube, flux_crds, namespace):
     res = fluxpy("export", "ks", "--all", "-n", namespace, "--kubeconfig", str(kubeconfig))
     assert res.exit_code == 0, res.stderr
     assert [d["metadata"]["name"] for d in yaml.safe_load_all(res.stdout)] == ["a", "b"]
+
+
+def test_get_watch_prints_changes_until_timeout(fluxpy, kubeconfig, kube, flux_crds, namespace):
+    import threading
+    import time
+
+    ks = next(k for k in KINDS if k.kind == "Kustomization")
+    create_demo(kube, ks, namespace)
+
+    def become_ready():
+        time.sleep(1.0)
+        kube.patch(ks, "demo", {"status": {"conditions": [{
+            "type": "Ready", "status": "True", "reason": "ReconciliationSucceeded", "message": "Applied revision: x",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}, namespace, subresource="status")
+
+    threading.Thread(target=become_ready, daemon=True).start()
+    start = time.monotonic()
+    res = fluxpy("get", "ks", "--watch", "-n", namespace, "--timeout", "4s", "--kubeconfig", str(kubeconfig))
+    assert res.exit_code == 0, res.stderr
+    assert 3.5 <= time.monotonic() - start < 15
+    rows = [line for line in res.stdout.splitlines() if line.startswith("demo")]
+    assert "Unknown" in rows[0] and "True" in rows[-1] and "Applied revision: x" in rows[-1]
