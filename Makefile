@@ -1,7 +1,7 @@
 # fluxpy's set-up and everyday commands. `make demo` and `make test` are the README's two commands.
 PYTHON ?= python3
 FLUXPY := $(PYTHON) -m flux_cli
-TOOLS := etcd kube-apiserver kustomize helm sops age age-keygen
+TOOLS := etcd kube-apiserver kustomize helm sops age age-keygen versitygw
 
 # Debian packages the test servers use (command they provide = package): sshd for git over SSH, the
 # OCI registry, gpg for signed commits, htpasswd for the registry's basic auth.

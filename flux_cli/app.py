@@ -95,6 +95,10 @@ def describe_error(exc: BaseException) -> tuple[str, int] | None:
         return str(exc), 1
     if isinstance(exc, TimeoutError):
         return str(exc) or "timed out", 1
+    from controllers.runtime.outcomes import ReconcileError
+
+    if isinstance(exc, ReconcileError):  # e.g. the apply engine's dry-run failure naming the object
+        return exc.message, 1
     return None
 
 

@@ -44,6 +44,8 @@ class Tool:
     env: str = ""
     #: whether setup-envtest's asset directories may hold it.
     envtest_asset: bool = False
+    #: whether the controller image (Dockerfile) ships it; test-only servers are not.
+    in_image: bool = True
 
     @property
     def env_var(self) -> str:
@@ -63,6 +65,8 @@ TOOLS: dict[str, Tool] = {
         Tool("sops", "v3.13.3", "github.com/getsops/sops/v3/cmd/sops"),
         Tool("age", "v1.3.2", "filippo.io/age/cmd/age"),
         Tool("age-keygen", "v1.3.2", "filippo.io/age/cmd/age-keygen"),
+        # a real S3-compatible server (posix backend) for the Bucket tests
+        Tool("versitygw", "v1.8.0", "github.com/versity/versitygw/cmd/versitygw", in_image=False),
     )
 }
 

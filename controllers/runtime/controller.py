@@ -7,7 +7,8 @@ needs clean-up). The runtime does the rest, for every object of :attr:`Reconcile
    (generation), a new ``reconcile.fluxcd.io/requestedAt`` or a deletion — never on status-only updates;
 2. read it fresh; when it is being deleted call ``finalize`` and remove the ``finalizers.fluxcd.io``
    finalizer (objects being deleted without our finalizer are ignored); otherwise add the finalizer first;
-3. skip it when ``spec.suspend`` is true (logged, and the reconcile request still acknowledged);
+3. skip it when :meth:`Reconciler.suspended` (``spec.suspend: true`` unless a kind says otherwise) — logged,
+   and the reconcile request still acknowledged;
 4. call ``reconcile(ctx, obj)``: the object is a dict the reconciler may change the ``status`` of;
 5. turn the outcome into conditions, observedGeneration and lastHandledReconcileAt
    (:func:`controllers.runtime.outcomes.apply_outcome`), patch only the status that changed, record the
@@ -73,6 +74,10 @@ class Reconciler(abc.ABC):
         :class:`~controllers.runtime.outcomes.StalledError` or :class:`~controllers.runtime.outcomes.Waiting`
         (any other exception counts as retryable).
         """
+
+    def suspended(self, obj: dict) -> bool:
+        """Whether reconciliation of ``obj`` is switched off (default: ``spec.suspend: true``)."""
+        return (obj.get("spec") or {}).get("suspend") is True
 
     def finalize(self, ctx: "ReconcileContext", obj: dict) -> None:
         """Clean up before ``obj`` is deleted (raise to retry with backoff). Default: nothing to do."""
@@ -280,7 +285,7 @@ class Controller:
             if patcher.patch_finalizers(obj) is None:
                 return None
 
-        if (obj.get("spec") or {}).get("suspend") is True:
+        if self.reconciler.suspended(obj):
             log.info("Reconciliation is suspended for this object")
             handle_reconcile_request(obj)
             patcher.patch_status(obj)
