@@ -32,6 +32,8 @@ class Component:
 #: What differs from a plain Component, per component; reconcilers are added here as controllers land.
 _COMPONENT_SETTINGS: dict[str, dict[str, Any]] = {
     "source-controller": {"concurrent": 2},
+    "source-watcher": {"concurrent": 10, "reconcilers": ("controllers.source.generator:new_reconciler",),
+                       "add_arguments": "controllers.source.generator:add_arguments"},
 }
 
 #: Every component fluxpy can install (controllers.api.kinds names them: one list for install and runtime).

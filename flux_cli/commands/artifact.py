@@ -1,0 +1,385 @@
+"""``fluxpy push|pull|tag artifact``, ``list artifacts``, ``build|diff artifact``: Flux OCI artifacts.
+
+The artifacts are the ones ``flux push artifact`` makes (fluxcd/pkg/oci): one gzip tarball layer
+(``application/vnd.cncf.flux.content.v1.tar+gzip``), a ``application/vnd.cncf.flux.config.v1+json`` config
+and the ``org.opencontainers.image.created|source|revision`` annotations, so flux and fluxpy read each
+other's artifacts. Credentials come from ``--creds <username>[:<password>]``, else ``~/.docker/config.json``
+(``$DOCKER_CONFIG``); ``--insecure-registry`` allows plain HTTP and untrusted certificates; the global
+``--timeout`` bounds the registry operations.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from flux_cli.app import App, CLIError, handle_errors
+from flux_cli.commands.groups import build_app, diff_app, list_app, pull_app, push_app, tag_app
+
+if TYPE_CHECKING:
+    from controllers.source.ociclient import Reference, RegistryClient
+
+PROVIDERS = ("generic", "aws", "azure", "gcp")
+#: Options every registry command takes.
+CREDS_OPTION = typer.Option("", "--creds", help="Credentials for the OCI registry in the format "
+                                                "<username>[:<password>] if --provider is generic.")
+PROVIDER_OPTION = typer.Option("generic", "--provider", help="The OCI provider name: " + ", ".join(PROVIDERS) + ".")
+IGNORE_OPTION = typer.Option(None, "--ignore-paths", help="Paths to ignore in .gitignore format (replaces the "
+                                                           "defaults; comma-separated or repeated).")
+
+
+def _ignore_paths(values: Optional[list[str]]) -> list[str]:
+    from controllers.source.ociclient import DEFAULT_IGNORE_PATHS
+    from flux_cli.flags import split_list
+
+    return list(DEFAULT_IGNORE_PATHS) if values is None else split_list(values)
+
+
+def _artifact_ref(url: str) -> "Reference":
+    from controllers.source.ociclient import InvalidReference, parse_artifact_url
+
+    try:
+        return parse_artifact_url(url)
+    except InvalidReference as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _address(url: str) -> str:
+    """``oci://host/repo:tag`` → ``host/repo:tag`` (what flux prints)."""
+    return url.removeprefix("oci://")
+
+
+def _client(a: App, ref: "Reference", *, creds: str, provider: str, insecure: bool) -> "RegistryClient":
+    """A registry client with ``--creds`` or the local Docker config's credentials."""
+    from controllers.source import ociclient
+
+    if provider not in PROVIDERS:
+        raise CLIError(f"invalid argument {provider!r} for \"--provider\" flag: source OCI provider "
+                       f"'{provider}' is not supported, must be one of: {', '.join(PROVIDERS)}", code=2)
+    if provider != "generic":
+        a.terminal.action("logging in to registry with provider credentials")
+        raise CLIError(f"error during login with provider: could not login to provider {provider} with url "
+                       f"{ref.name}: cloud provider login is not supported by fluxpy")
+    credentials = None
+    if creds:
+        a.terminal.action("logging in to registry with credentials")
+        try:
+            credentials = ociclient.parse_creds(creds)
+        except ValueError as exc:
+            raise CLIError(f"could not login with credentials: {exc}") from None
+    else:
+        credentials = ociclient.local_docker_credentials(ref)
+    return ociclient.client_for(ref, credentials=credentials, insecure=insecure, timeout=a.timeout)
+
+
+def _source_path(path: str, *, reason: bool = True) -> tuple[str, str | None]:
+    """``--path`` (``-`` reads stdin into a temporary .yaml file, removed by the caller); CLIError if absent."""
+    import os
+    import sys
+    import tempfile
+
+    if not path:
+        raise CLIError(f'invalid path "{path}"')
+    temp = None
+    if path == "-":
+        data = sys.stdin.buffer.read().rstrip(b"\r\n")
+        fd, temp = tempfile.mkstemp(suffix=".yaml")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        path = temp
+    if not os.path.exists(path):
+        detail = f": stat {path}: no such file or directory" if reason else ""
+        raise CLIError(f"invalid path '{path}', must point to an existing directory or file{detail}")
+    return path, temp
+
+
+def _remove(temp: str | None) -> None:
+    import contextlib
+    import os
+
+    if temp:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+@push_app.command("artifact")
+@handle_errors
+def push_artifact(
+    ctx: typer.Context,
+    url: str = typer.Argument(..., help="The artifact address, oci://<registry>/<repository>[:<tag>]."),
+    path: str = typer.Option("", "--path", "-f", help="Path to the directory or file with the manifests "
+                                                      "('-' reads stdin)."),
+    source: str = typer.Option("", "--source", help="The source address, e.g. the Git URL."),
+    revision: str = typer.Option("", "--revision", help="The source revision in the format "
+                                                        "'<branch|tag>@sha1:<commit-sha>'."),
+    creds: str = CREDS_OPTION,
+    provider: str = PROVIDER_OPTION,
+    ignore_paths: Optional[list[str]] = IGNORE_OPTION,
+    annotations: Optional[list[str]] = typer.Option(None, "--annotations", "-a",
+                                                    help="Custom OCI annotations in the format '<key>=<value>' "
+                                                         "(repeatable)."),
+    output: str = typer.Option("", "--output", "-o", help="Print the artifact's digest as 'json' or 'yaml'."),
+    reproducible: bool = typer.Option(False, "--reproducible",
+                                      help="Set the created timestamp to '1970-01-01T00:00:00Z' so equal "
+                                           "content gives equal digests."),
+    insecure: bool = typer.Option(False, "--insecure-registry", help="Allow pushing without TLS."),
+) -> None:
+    """Build a tarball from a directory or file and push it as a Flux OCI artifact."""
+    import json
+    import os
+    import tempfile
+
+    from controllers.source import ociclient
+
+    a: App = ctx.obj
+    if not source:
+        raise CLIError("--source is required")
+    if not revision:
+        raise CLIError("--revision is required")
+    if output not in ("", "json", "yaml"):
+        raise CLIError(f"invalid output format {output!r}: expected 'json' or 'yaml'")
+    extra: dict[str, str] = {}
+    for annotation in annotations or []:
+        parts = annotation.split("=")
+        if len(parts) != 2:
+            raise CLIError(f"invalid annotation {annotation}, must be in the format key=value")
+        extra[parts[0]] = parts[1]
+    ref = _artifact_ref(url)
+    src, temp = _source_path(path)
+    try:
+        client = _client(a, ref, creds=creds, provider=provider, insecure=insecure)
+        if not output:
+            a.terminal.action(f"pushing artifact to {_address(url)}")
+        created = "1970-01-01T00:00:00Z" if reproducible else None
+        with tempfile.TemporaryDirectory(prefix="fluxpy-push-") as tmp, client:
+            tarball = os.path.join(tmp, "artifact.tgz")
+            try:
+                ociclient.build_tarball(src, tarball, _ignore_paths(ignore_paths))
+                digest = ociclient.push_artifact(client, ref, tarball,
+                                                 ociclient.artifact_annotations(source, revision, extra, created))
+            except (ociclient.OCIError, OSError) as exc:
+                raise CLIError(f"pushing artifact failed: {exc}") from None
+    finally:
+        _remove(temp)
+    info = {"url": f"oci://{ref.name}@{digest}", "repository": ref.name, "tag": ref.tag or "latest",
+            "digest": digest}
+    if output == "json":
+        a.terminal.line(json.dumps(info, indent=2))
+    elif output == "yaml":
+        import yaml
+
+        a.terminal.out.write(yaml.safe_dump(info, sort_keys=True))
+    else:
+        a.terminal.success(f"artifact successfully pushed to {ref.name}@{digest}")
+
+
+@pull_app.command("artifact")
+@handle_errors
+def pull_artifact(
+    ctx: typer.Context,
+    url: str = typer.Argument(..., help="The artifact address, oci://<registry>/<repository>[:<tag>|@<digest>]."),
+    output: str = typer.Option("", "--output", "-o", help="Directory to extract the artifact content to."),
+    creds: str = CREDS_OPTION,
+    provider: str = PROVIDER_OPTION,
+    insecure: bool = typer.Option(False, "--insecure-registry", help="Allow pulling without TLS."),
+) -> None:
+    """Download an OCI artifact and extract its first layer into a directory."""
+    import os
+    import shutil
+    import tempfile
+
+    from controllers.source import ociclient
+    from controllers.source.storage import UnsafeArchive, extract_tarball
+
+    a: App = ctx.obj
+    if not output:
+        raise CLIError("output path cannot be empty")
+    if not os.path.isdir(output):
+        raise CLIError(f'invalid output path "{output}": stat {output}: not a directory or missing')
+    ref = _artifact_ref(url)
+    client = _client(a, ref, creds=creds, provider=provider, insecure=insecure)
+    a.terminal.action(f"pulling artifact from {_address(url)}")
+    with client, tempfile.TemporaryDirectory(prefix="fluxpy-pull-") as tmp:
+        try:
+            manifest = client.image_manifest(ref)
+            layer = ociclient.select_layer(manifest)
+            blob = os.path.join(tmp, "layer")
+            client.download_blob(ref.repository, layer.digest, blob)
+            if ociclient.is_gzip(blob):
+                extract_tarball(blob, output, max_size=-1)
+            else:
+                shutil.copyfile(blob, output)
+        except (ociclient.OCIError, UnsafeArchive, OSError) as exc:
+            raise CLIError(str(exc)) from None
+    meta = ociclient.ArtifactMetadata.from_annotations(manifest.annotations)
+    if meta.source:
+        a.terminal.success(f"source {meta.source}")
+    if meta.revision:
+        a.terminal.success(f"revision {meta.revision}")
+    a.terminal.success(f"digest {ref.name}@{manifest.digest}")
+    a.terminal.success(f"artifact content extracted to {output}")
+
+
+@tag_app.command("artifact")
+@handle_errors
+def tag_artifact(
+    ctx: typer.Context,
+    url: str = typer.Argument(..., help="The artifact address, oci://<registry>/<repository>:<tag>."),
+    tags: Optional[list[str]] = typer.Option(None, "--tag", help="Tag name (comma-separated or repeated)."),
+    creds: str = CREDS_OPTION,
+    provider: str = PROVIDER_OPTION,
+    insecure: bool = typer.Option(False, "--insecure-registry", help="Allow tagging without TLS."),
+) -> None:
+    """Add tags to an artifact in the same repository."""
+    from controllers.source import ociclient
+    from flux_cli.flags import split_list
+
+    a: App = ctx.obj
+    new_tags = split_list(tags)
+    if not new_tags:
+        raise CLIError("--tag is required")
+    ref = _artifact_ref(url)
+    client = _client(a, ref, creds=creds, provider=provider, insecure=insecure)
+    a.terminal.action("tagging artifact")
+    with client:
+        for tag in new_tags:
+            try:
+                target = ref.with_tag(tag)
+                manifest = client.get_manifest(ref)
+                client.put_manifest(target, manifest.raw, manifest.media_type)
+            except ociclient.OCIError as exc:
+                raise CLIError(f"tagging artifact failed: {exc}") from None
+            a.terminal.success(f"artifact tagged as {target}")
+
+
+@list_app.command("artifacts")
+@handle_errors
+def list_artifacts(
+    ctx: typer.Context,
+    url: str = typer.Argument(..., help="The repository address, oci://<registry>/<repository>."),
+    filter_semver: str = typer.Option("", "--filter-semver", help="Only tags within this semver range."),
+    filter_regex: str = typer.Option("", "--filter-regex", help="Only tags matching this regular expression."),
+    creds: str = CREDS_OPTION,
+    provider: str = PROVIDER_OPTION,
+    insecure: bool = typer.Option(False, "--insecure-registry", help="Allow listing without TLS."),
+) -> None:
+    """List the tags of a repository with their digest, source and revision (newest tag names first)."""
+    import re
+
+    from controllers.source import ociclient
+    from controllers.source.helm_semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
+
+    a: App = ctx.obj
+    ref = _artifact_ref(url)
+    repository = _address(url)
+    constraint = pattern = None
+    if filter_semver:
+        try:
+            constraint = new_constraint(filter_semver)
+        except InvalidConstraint as exc:
+            raise CLIError(f"semver '{filter_semver}' parse error: {exc}") from None
+    if filter_regex:
+        try:
+            pattern = re.compile(filter_regex)
+        except re.error as exc:
+            raise CLIError(f"regex '{filter_regex}' parse error: {exc}") from None
+    rows = []
+    with _client(a, ref, creds=creds, provider=provider, insecure=insecure) as client:
+        try:
+            tags = sorted(client.list_tags(ref.repository), reverse=True)
+        except ociclient.OCIError as exc:
+            raise CLIError(f"listing tags failed: {exc}") from None
+        for tag in tags:
+            if tag.endswith(ociclient.COSIGN_SUFFIXES):
+                continue
+            if constraint is not None:
+                try:
+                    if not constraint.check(parse_version(tag)):
+                        continue
+                except InvalidVersion:
+                    continue
+            if pattern is not None and not pattern.search(tag):
+                continue
+            try:
+                tagged = ref.with_tag(tag)
+                meta = ociclient.ArtifactMetadata.from_annotations(client.get_manifest(tagged).annotations)
+                digest = client.head_manifest(tagged).digest
+            except ociclient.OCIError as exc:
+                raise CLIError(f"fetching manifest failed: {exc}") from None
+            rows.append([f"{repository}:{tag}", digest, meta.source, meta.revision])
+    a.terminal.table(["ARTIFACT", "DIGEST", "SOURCE", "REVISION"], rows)
+
+
+@build_app.command("artifact")
+@handle_errors
+def build_artifact(
+    ctx: typer.Context,
+    path: str = typer.Option("", "--path", "-p", help="Path to the directory or file with the manifests "
+                                                      "('-' reads stdin)."),
+    output: str = typer.Option("artifact.tgz", "--output", "-o", help="Where to write the artifact tarball."),
+    ignore_paths: Optional[list[str]] = IGNORE_OPTION,
+) -> None:
+    """Build the tarball ``push artifact`` would push, without pushing it."""
+    from controllers.source import ociclient
+
+    a: App = ctx.obj
+    src, temp = _source_path(path, reason=False)
+    try:
+        a.terminal.action(f"building artifact from {src}")
+        try:
+            ociclient.build_tarball(src, output, _ignore_paths(ignore_paths))
+        except OSError as exc:
+            raise CLIError(f"building artifact failed, error: {exc}") from None
+    finally:
+        _remove(temp)
+    a.terminal.success(f"artifact created at {output}")
+
+
+@diff_app.command("artifact")
+@handle_errors
+def diff_artifact(
+    ctx: typer.Context,
+    url: str = typer.Argument(..., help="The artifact address, oci://<registry>/<repository>[:<tag>|@<digest>]."),
+    path: str = typer.Option("", "--path", help="Path to the directory or file with the manifests."),
+    creds: str = CREDS_OPTION,
+    provider: str = PROVIDER_OPTION,
+    ignore_paths: Optional[list[str]] = IGNORE_OPTION,
+    insecure: bool = typer.Option(False, "--insecure-registry", help="Allow pulling without TLS."),
+) -> None:
+    """Compare a local directory or file with the content of a published artifact (exit 1 when they differ).
+
+    The local tarball is built as ``push artifact`` builds it; equal layer digests mean no change. Layers
+    compressed by another tool (flux's Go gzip) are compared by their entries (names, types, modes, content).
+    """
+    import os
+    import tarfile
+    import tempfile
+
+    from controllers.source import ociclient
+
+    a: App = ctx.obj
+    if not path:
+        raise CLIError(f'invalid path "{path}"')
+    ref = _artifact_ref(url)
+    if not os.path.exists(path):
+        raise CLIError(f"invalid path '{path}', must point to an existing directory or file")
+    with _client(a, ref, creds=creds, provider=provider, insecure=insecure) as client, \
+            tempfile.TemporaryDirectory(prefix="fluxpy-diff-") as tmp:
+        local = os.path.join(tmp, "artifact.tgz")
+        try:
+            digest = ociclient.build_tarball(path, local, _ignore_paths(ignore_paths))
+        except OSError as exc:
+            raise CLIError(f"building artifact failed: {exc}") from None
+        try:
+            layer = ociclient.select_layer(client.image_manifest(ref))
+            same = layer.digest == digest and layer.size == os.path.getsize(local)
+            if not same:
+                remote = os.path.join(tmp, "remote.tgz")
+                client.download_blob(ref.repository, layer.digest, remote)
+                same = ociclient.is_gzip(remote) and \
+                    list(ociclient.tar_entries(remote)) == list(ociclient.tar_entries(local))
+        except (ociclient.OCIError, OSError, tarfile.TarError) as exc:
+            raise CLIError(str(exc)) from None
+    if not same:
+        raise CLIError("the remote artifact contents differs from the local one")
+    a.terminal.success("no changes detected")

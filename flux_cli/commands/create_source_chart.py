@@ -1,0 +1,105 @@
+"""``fluxpy create source chart NAME --source Kind/name --chart``: a HelmChart, as
+``flux create source chart``.
+
+``--source`` is ``HelmRepository/<name>``, ``GitRepository/<name>`` or ``Bucket/<name>`` (same namespace);
+``--chart`` a chart name (repositories) or a path in the source; ``--chart-version`` a version or semver range
+(repositories only); ``--reconcile-strategy`` ChartVersion (default) or Revision; ``--verify-*`` set
+``spec.verify`` as flux does. fluxpy waits for the chart artifact and prints its revision (the version).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from flux_cli.app import App, CLIError, handle_errors
+from flux_cli.commands.create import LABEL_HELP, apply_or_export, create_source_app, new_object, parse_labels
+
+SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket")
+STRATEGIES = ("ChartVersion", "Revision")
+VERIFY_PROVIDERS = ("cosign", "notation")
+
+
+def parse_source(value: str) -> tuple[str, str]:
+    """``<kind>/<name>`` (kind case-insensitive, as flux's LocalHelmChartSource flag)."""
+    kind, sep, name = value.partition("/")
+    matches = [k for k in SOURCE_KINDS if k.lower() == kind.lower()]
+    if not value or not sep or not name or not matches:
+        raise CLIError(f"invalid argument \"{value}\" for \"--source\" flag: source kind '{kind}' is not "
+                       f"supported, must be one of: {', '.join(SOURCE_KINDS)}" if sep and name else
+                       f"invalid argument \"{value}\" for \"--source\" flag: no name separator '/' found")
+    return matches[0], name
+
+
+def helm_chart_spec(*, source: str, chart: str, chart_version: str = "", interval: str = "1m",
+                    reconcile_strategy: str = "ChartVersion", verify_provider: str = "", verify_secret_ref: str = "",
+                    verify_issuer: str = "", verify_subject: str = "") -> dict:
+    """The HelmChart's spec from the command's flags (validated as flux validates them)."""
+    from controllers.api.duration import format_duration, parse_duration
+
+    if not source:
+        raise CLIError("chart source is required")
+    kind, name = parse_source(source)
+    if not chart:
+        raise CLIError("chart name or path is required")
+    if reconcile_strategy not in STRATEGIES:
+        raise CLIError(f"invalid reconcile strategy '{reconcile_strategy}', must be one of: {', '.join(STRATEGIES)}")
+    spec: dict = {"chart": chart, "interval": format_duration(parse_duration(interval)),
+                  "reconcileStrategy": reconcile_strategy, "sourceRef": {"kind": kind, "name": name}}
+    if chart_version:
+        spec["version"] = chart_version
+    if verify_provider:
+        if verify_provider not in VERIFY_PROVIDERS:
+            raise CLIError(f"invalid argument \"{verify_provider}\" for \"--verify-provider\" flag: source OCI "
+                           f"verify provider '{verify_provider}' is not supported, must be one of: "
+                           f"{', '.join(VERIFY_PROVIDERS)}")
+        verify: dict = {"provider": verify_provider}
+        if verify_secret_ref:
+            verify["secretRef"] = {"name": verify_secret_ref}
+        if verify_issuer or verify_subject:
+            verify["matchOIDCIdentity"] = [{"issuer": verify_issuer, "subject": verify_subject}]
+        spec["verify"] = verify
+    elif verify_secret_ref:
+        raise CLIError("a verification provider must be specified when a secret is specified")
+    elif verify_issuer or verify_subject:
+        raise CLIError("a verification provider must be specified when OIDC issuer/subject is specified")
+    return dict(sorted(spec.items()))  # flux prints the keys sorted
+
+
+@create_source_app.command("chart")
+@handle_errors
+def create_source_chart(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Name of the HelmChart."),
+    source: str = typer.Option("", "--source", help="Source that contains the chart in the format '<kind>/<name>', "
+                                                    "where kind must be one of: " + ", ".join(SOURCE_KINDS) + "."),
+    chart: str = typer.Option("", "--chart", help="Helm chart name or path."),
+    chart_version: str = typer.Option("", "--chart-version", help="Helm chart version, accepts a semver range "
+                                                                  "(ignored for charts from GitRepository sources)."),
+    reconcile_strategy: str = typer.Option("ChartVersion", "--reconcile-strategy",
+                                           help="The reconcile strategy for helm chart (accepted values: Revision "
+                                                "and ChartVersion)."),
+    verify_provider: str = typer.Option("", "--verify-provider", help="Signature verification provider: "
+                                                                      + ", ".join(VERIFY_PROVIDERS) + "."),
+    verify_secret_ref: str = typer.Option("", "--verify-secret-ref",
+                                          help="The name of a secret to use for signature verification."),
+    verify_subject: str = typer.Option("", "--verify-subject",
+                                       help="Regular expression to use for the OIDC subject during signature "
+                                            "verification."),
+    verify_issuer: str = typer.Option("", "--verify-issuer",
+                                      help="Regular expression to use for the OIDC issuer during signature "
+                                           "verification."),
+    interval: str = typer.Option("1m", "--interval", help="Source sync interval."),
+    export: bool = typer.Option(False, "--export", help="Print the HelmChart as YAML instead of applying it."),
+    label: Optional[list[str]] = typer.Option(None, "--label", help=LABEL_HELP),
+) -> None:
+    """Create or update a HelmChart source and wait for the chart to be available."""
+    from controllers.api.source import HELM_CHART
+
+    a: App = ctx.obj
+    spec = helm_chart_spec(source=source, chart=chart, chart_version=chart_version, interval=interval,
+                           reconcile_strategy=reconcile_strategy, verify_provider=verify_provider,
+                           verify_secret_ref=verify_secret_ref, verify_issuer=verify_issuer,
+                           verify_subject=verify_subject)
+    apply_or_export(a, HELM_CHART, new_object(HELM_CHART, name, a.namespace, spec, parse_labels(label)),
+                    export=export)

@@ -1,0 +1,101 @@
+"""``fluxpy create source helm NAME --url``: a HelmRepository, as ``flux create source helm``.
+
+The type follows the URL: ``oci://`` makes a ``type: oci`` repository (with ``--oci-provider``), http(s) an
+index repository. Without ``--secret-ref``, ``--username``/``--password`` and ``--cert-file``/``--key-file``/
+``--ca-file`` are stored in the Secret ``helm-<name>`` the repository then refers to (``--export`` prints only
+the repository). fluxpy waits for the index to be fetched and prints its revision; an OCI repository has no
+artifact and no conditions, so it is done once applied.
+"""
+from __future__ import annotations
+
+import urllib.parse
+from typing import Optional
+
+import typer
+
+from flux_cli.app import App, CLIError, handle_errors
+from flux_cli.commands.create import LABEL_HELP, apply_or_export, create_source_app, new_object, parse_labels
+
+OCI_PROVIDERS = ("generic", "aws", "azure", "gcp")
+
+
+def helm_repository_spec(*, url: str, interval: str, fetch_timeout: str = "0s", oci_provider: str = "",
+                         secret_ref: str = "", pass_credentials: bool = False) -> dict:
+    """The HelmRepository's spec from the command's flags (validated as flux validates them)."""
+    from controllers.api.duration import format_duration, parse_duration
+
+    if not url:
+        raise CLIError("url is required")
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        raise CLIError(f"url parse failed: {exc}") from None
+    if parts.scheme not in ("http", "https", "oci"):
+        raise CLIError(f"url scheme '{parts.scheme}' not supported, can be: http, https and oci")
+    if not parts.netloc:
+        raise CLIError("url host is required")
+    spec: dict = {"url": url, "interval": format_duration(parse_duration(interval))}
+    if parts.scheme == "oci":
+        spec["type"] = "oci"
+        if oci_provider:
+            if oci_provider not in OCI_PROVIDERS:
+                raise CLIError(f"invalid OCI provider '{oci_provider}', must be one of: {', '.join(OCI_PROVIDERS)}")
+            spec["provider"] = oci_provider
+    if fetch_timeout and parse_duration(fetch_timeout) > 0:
+        spec["timeout"] = format_duration(parse_duration(fetch_timeout))
+    if secret_ref:
+        spec["secretRef"] = {"name": secret_ref}
+        spec["passCredentials"] = pass_credentials
+    return dict(sorted(spec.items()))  # flux prints the keys sorted
+
+
+@create_source_app.command("helm")
+@handle_errors
+def create_source_helm(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Name of the HelmRepository."),
+    url: str = typer.Option("", "--url", help="Helm repository address."),
+    username: str = typer.Option("", "--username", "-u", help="Basic authentication username."),
+    password: str = typer.Option("", "--password", "-p", help="Basic authentication password."),
+    cert_file: Optional[str] = typer.Option(None, "--cert-file", help="TLS authentication cert file path."),
+    key_file: Optional[str] = typer.Option(None, "--key-file", help="TLS authentication key file path."),
+    ca_file: Optional[str] = typer.Option(None, "--ca-file", help="TLS authentication CA file path."),
+    secret_ref: str = typer.Option("", "--secret-ref", help="The name of an existing secret containing TLS, basic "
+                                                            "auth or docker-config credentials."),
+    oci_provider: str = typer.Option("", "--oci-provider", help="OCI provider for authentication."),
+    pass_credentials: bool = typer.Option(False, "--pass-credentials", help="Pass credentials to all domains."),
+    interval: str = typer.Option("1m", "--interval", help="Source sync interval."),
+    fetch_timeout: str = typer.Option("0s", "--fetch-timeout", help="Set a timeout for fetch operations performed "
+                                                                    "by source-controller."),
+    export: bool = typer.Option(False, "--export", help="Print the HelmRepository as YAML instead of applying it."),
+    label: Optional[list[str]] = typer.Option(None, "--label", help=LABEL_HELP),
+) -> None:
+    """Create or update a HelmRepository source and wait for it to fetch the index."""
+    from controllers.api.source import HELM_REPOSITORY
+    from flux_cli.commands.create_secret_helm import helm_secret, read_file
+    from flux_cli.commands.create_secret_tls import upsert_secret
+
+    a: App = ctx.obj
+    labels = parse_labels(label)
+    spec = helm_repository_spec(url=url, interval=interval, fetch_timeout=fetch_timeout, oci_provider=oci_provider,
+                                secret_ref=secret_ref, pass_credentials=pass_credentials)
+    repository = new_object(HELM_REPOSITORY, name, a.namespace, spec, labels)
+    if export:
+        apply_or_export(a, HELM_REPOSITORY, repository, export=True)
+        return
+    if not secret_ref:
+        cert, key = (read_file(cert_file, "cert file"), read_file(key_file, "key file")) if cert_file and key_file \
+            else (b"", b"")
+        secret = helm_secret(f"helm-{name}", a.namespace, username=username, password=password,
+                             ca=read_file(ca_file, "TLS CA file"), cert=cert, key=key)
+        if secret["stringData"]:
+            a.terminal.action("applying secret with repository credentials")
+            upsert_secret(a, secret)
+            spec.update(passCredentials=pass_credentials, secretRef={"name": f"helm-{name}"})
+            a.terminal.success("authentication configured")
+    if spec.get("type") != "oci":
+        apply_or_export(a, HELM_REPOSITORY, repository, export=False)
+        return
+    apply_or_export(a, HELM_REPOSITORY, repository, export=False, wait=False)
+    a.terminal.waiting("waiting for HelmRepository reconciliation")
+    a.terminal.success("HelmRepository reconciliation completed")  # a static object: no status to wait for

@@ -1,0 +1,238 @@
+"""Helm chart repositories on loopback, made with the real ``helm``.
+
+- :func:`make_chart` writes a small chart directory (Chart.yaml, values.yaml, a ConfigMap template, extra
+  files, dependencies); :func:`package` packages it with ``helm package``;
+- :class:`HelmRepoServer` serves a directory of packaged charts and the ``index.yaml`` that
+  ``helm repo index`` made for it over a threaded ``http.server``, optionally with basic auth (``username``,
+  ``password``) or HTTPS (a generated CA, ``.ca_pem``); it records every request (path, whether
+  credentials were sent) so tests can check where credentials go;
+- :func:`push_oci` pushes packaged charts with ``helm push`` into a registry of ``servers.registry``.
+
+    from servers.helmrepo import helm_repo, helm_repo_auth  # noqa: F401
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import http.server
+import secrets
+import ssl
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controllers.source.helm_client import HelmCLI
+
+TIMEOUT = 60.0
+
+
+def make_chart(directory: Path, name: str, version: str = "0.1.0", *, values: dict | None = None,
+               files: dict[str, str] | None = None, dependencies: list[dict] | None = None,
+               api_version: str = "v2") -> Path:
+    """A chart directory ``directory/name`` rendering one ConfigMap from its values."""
+    chart = Path(directory) / name
+    (chart / "templates").mkdir(parents=True, exist_ok=True)
+    meta = {"apiVersion": api_version, "name": name, "version": version, "description": f"The {name} chart",
+            "type": "application", "appVersion": "1.0.0"}
+    if dependencies:
+        meta["dependencies"] = dependencies
+    (chart / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    (chart / "values.yaml").write_text(yaml.safe_dump(values if values is not None else {"replicas": 1,
+                                                                                         "message": "hello"}))
+    (chart / "templates" / "configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-" + name + "\n"
+        "data:\n  values: {{ toJson .Values | quote }}\n")
+    for rel, content in (files or {}).items():
+        (chart / rel).parent.mkdir(parents=True, exist_ok=True)
+        (chart / rel).write_text(content)
+    return chart
+
+
+def package(chart_dir: Path, dest: Path, version: str = "") -> Path:
+    """``helm package`` of a chart directory into ``dest``; the archive's path."""
+    with HelmCLI(TIMEOUT) as helm:
+        return helm.package(chart_dir, dest, version)
+
+
+@dataclasses.dataclass
+class Request:
+    path: str
+    authorized: bool
+    """Whether the request carried the server's credentials."""
+    credentials_sent: bool
+    """Whether it carried any Authorization header."""
+
+
+class HelmRepoServer:
+    """A static Helm repository: ``root`` holds the charts and ``index.yaml``; ``url`` is where it is served."""
+
+    def __init__(self, root: Path, *, username: str = "", password: str = "", tls: bool = False):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.username, self.password, self.tls = username, password, tls
+        self.ca_pem = b""
+        self.requests: list[Request] = []
+        self.delay = 0.0
+        """Seconds to wait before answering (to test timeouts)."""
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+
+    def add_chart(self, chart_dir: Path, version: str = "", *, reindex: bool = True) -> Path:
+        """Package a chart directory into the repository (and index it again)."""
+        archive = package(chart_dir, self.root, version)
+        if reindex:
+            self.index()
+        return archive
+
+    def index(self, base_url: str | None = None) -> bytes:
+        """``helm repo index`` of the repository (``--url`` defaults to the served address)."""
+        with HelmCLI(TIMEOUT) as helm:
+            args = ["repo", "index", str(self.root)]
+            if base_url != "":
+                args += ["--url", base_url or self.url]
+            helm.run(*args)
+        return (self.root / "index.yaml").read_bytes()
+
+    def start(self) -> "HelmRepoServer":
+        server = self
+        expected = ""
+        if self.username:
+            expected = "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(server.root), **kwargs)
+
+            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+                header = self.headers.get("Authorization") or ""
+                authorized = not expected or header == expected
+                server.requests.append(Request(self.path, authorized and bool(expected), bool(header)))
+                if server.delay:
+                    threading.Event().wait(server.delay)
+                if not authorized:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="helm"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                super().do_GET()
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        if self.tls:
+            self._server.socket = self._tls_context().wrap_socket(self._server.socket, server_side=True)
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="helm-repo").start()
+        return self
+
+    def _tls_context(self) -> ssl.SSLContext:
+        from controllers.localcluster.plane import _name, _new_key, _pem_cert, _pem_key, _sign
+
+        ca_key = _new_key()
+        ca = _sign(None, None, ca_key, _name("fluxpy-helm-test-ca"), ca=True)
+        key = _new_key()
+        cert = _sign(ca, ca_key, key, _name("helm-repo"), server_names=("127.0.0.1", "localhost"))
+        self.ca_pem = _pem_cert(ca)
+        (self.root.parent / "server.crt").write_bytes(_pem_cert(cert))
+        (self.root.parent / "server.key").write_bytes(_pem_key(key))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.root.parent / "server.crt", self.root.parent / "server.key")
+        return context
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def _served(tmp_path: Path, **kwargs):
+    server = HelmRepoServer(tmp_path / "helm-repo" / "charts", **kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def helm_repo(tmp_path):
+    """An empty Helm HTTP repository without authentication (add charts with ``add_chart``)."""
+    yield from _served(tmp_path)
+
+
+@pytest.fixture
+def helm_repo_auth(tmp_path):
+    """An empty Helm HTTP repository with basic authentication (``.username``, ``.password``)."""
+    yield from _served(tmp_path, username="fluxpy", password=secrets.token_hex(12))
+
+
+@pytest.fixture
+def helm_repo_tls(tmp_path):
+    """An empty Helm HTTPS repository with a certificate of a generated CA (``.ca_pem``)."""
+    yield from _served(tmp_path, tls=True)
+
+
+def push_oci(registry, archive: Path, repository: str) -> str:
+    """``helm push`` of a packaged chart to ``oci://<registry>/<repository>`` (logging in when the registry
+    wants credentials); the pushed reference."""
+    with HelmCLI(TIMEOUT) as helm:
+        plain = [] if registry.tls else ["--plain-http"]
+        tls: list[str] = []
+        if registry.tls:
+            ca = helm.home / "ca.pem"
+            ca.write_bytes(registry.ca_pem)
+            tls = ["--ca-file", str(ca)]
+        if registry.username:
+            helm.run("registry", "login", registry.host, "--username", registry.username, "--password-stdin",
+                     *plain, *tls, stdin=registry.password)
+        out = helm.run("push", str(archive), f"oci://{registry.host}/{repository}", *plain, *tls)
+    return out.strip().splitlines()[0].removeprefix("Pushed: ") if out.strip() else ""
+
+
+# --------------------------------------------------------------------------- helpers for the Helm source tests
+
+def apply_source(kube, kind, namespace: str, name: str, spec: dict) -> dict:
+    """Create or update a source object (``kind`` a controllers.api Kind) with ``spec``."""
+    body = {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": name, "namespace": namespace},
+            "spec": spec}
+    return kube.apply(body, field_manager="fluxpy-tests")
+
+
+def apply_secret(kube, namespace: str, name: str, string_data: dict[str, str], type_: str = "Opaque") -> None:
+    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+                "type": type_, "stringData": string_data}, field_manager="fluxpy-tests")
+
+
+def ready_with(status: str, reason: str | None = None):
+    """A predicate: Ready has ``status`` (and ``reason``) for the object's current generation."""
+    from controllers.api.objects import find_condition
+
+    def check(obj: dict) -> bool:
+        ready = find_condition(obj, "Ready") or {}
+        return (ready.get("observedGeneration") == obj["metadata"]["generation"] and ready.get("status") == status
+                and (reason is None or ready.get("reason") == reason))
+    return check
+
+
+def wait(kube, kind, namespace: str, name: str, predicate, what: str, timeout: float = TIMEOUT) -> dict:
+    return kube.wait_for(kind, name, namespace, predicate, timeout=timeout, what=what)
+
+
+def reconcile_now(kube, kind, namespace: str, name: str) -> dict:
+    """Request a reconciliation; the object once it was handled (success or failure)."""
+    import time
+
+    from controllers.api.objects import dig, find_condition
+
+    token = str(time.time())
+    kube.patch(kind, name, {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}}, namespace)
+    return wait(kube, kind, namespace, name, lambda o: dig(o, "status.lastHandledReconcileAt") == token
+                and (find_condition(o, "Ready") or {}).get("status") != "Unknown", "reconcile handled")
