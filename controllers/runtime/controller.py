@@ -75,6 +75,14 @@ class Reconciler(abc.ABC):
         (any other exception counts as retryable).
         """
 
+    def manages(self, obj: dict) -> bool:
+        """Whether this reconciler manages ``obj`` at all (default: yes). An object it does not manage gets
+        :meth:`release` called, loses the finalizer and is left alone (no conditions, no requeue)."""
+        return True
+
+    def release(self, ctx: "ReconcileContext", obj: dict) -> None:
+        """Clear what this reconciler wrote into ``obj['status']`` for an object it no longer manages."""
+
     def suspended(self, obj: dict) -> bool:
         """Whether reconciliation of ``obj`` is switched off (default: ``spec.suspend: true``)."""
         return (obj.get("spec") or {}).get("suspend") is True
@@ -279,6 +287,8 @@ class Controller:
 
         if meta.get("deletionTimestamp"):
             return self._finalize(ctx, obj, patcher, started)
+        if not self.reconciler.manages(obj):
+            return self._release(ctx, obj, patcher)
 
         if finalizer and finalizer not in (meta.get("finalizers") or []):
             obj["metadata"]["finalizers"] = [*(meta.get("finalizers") or []), finalizer]
@@ -345,6 +355,23 @@ class Controller:
         m.gotk_duration.observe(self.rt.kind, meta.get("name", ""), meta.get("namespace", ""), value=elapsed)
         return decision
 
+    def _drop_finalizer(self, ctx: ReconcileContext, obj: dict, patcher: Patcher) -> None:
+        """Remove our finalizer (if present) and forget the object in the queue."""
+        finalizer = self.reconciler.finalizer
+        if finalizer and finalizer in (obj["metadata"].get("finalizers") or []):
+            obj["metadata"]["finalizers"] = [f for f in obj["metadata"]["finalizers"] if f != finalizer]
+            patcher.patch_finalizers(obj)
+        self.queue.cancel(ctx.key)
+        self.queue.forget(ctx.key)
+
+    def _release(self, ctx: ReconcileContext, obj: dict, patcher: Patcher) -> Decision:
+        """An object this reconciler does not manage (e.g. a HelmRepository of type oci): let the reconciler
+        clear what it owned in the status, then drop the finalizer; no conditions, no requeue."""
+        self.reconciler.release(ctx, obj)
+        patcher.patch_status(obj)
+        self._drop_finalizer(ctx, obj, patcher)
+        return Decision(result="success")
+
     def _finalize(self, ctx: ReconcileContext, obj: dict, patcher: Patcher, started: float) -> Decision | None:
         meta, finalizer = obj["metadata"], self.reconciler.finalizer
         if not finalizer or finalizer not in (meta.get("finalizers") or []):
@@ -359,10 +386,7 @@ class Controller:
             self.metrics.reconcile_total.inc(self.name, "error")
             self.metrics.reconcile_errors.inc(self.name)
             return Decision(result="error", backoff=True, error=str(exc))
-        obj["metadata"]["finalizers"] = [f for f in meta.get("finalizers") or [] if f != finalizer]
-        patcher.patch_finalizers(obj)
-        self.queue.cancel(ctx.key)
-        self.queue.forget(ctx.key)
+        self._drop_finalizer(ctx, obj, patcher)
         self.metrics.gotk_duration.remove(self.rt.kind, meta.get("name", ""), meta.get("namespace", ""))
         self.metrics.reconcile_total.inc(self.name, "success")
         self.metrics.reconcile_time.observe(self.name, value=time.monotonic() - started)

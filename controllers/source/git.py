@@ -209,7 +209,7 @@ class GitRepositoryReconciler(SourceReconciler):
     def _reconcile_checkout(self, ctx, old: dict, obj: dict, auth: GitAuth, directory: Path,
                             includes: list[dict]) -> Success:
         spec = obj.get("spec") or {}
-        timeout = parse_duration(spec.get("timeout") or "60s") if spec.get("timeout") else DEFAULT_TIMEOUT
+        timeout = parse_duration(spec["timeout"]) if spec.get("timeout") else DEFAULT_TIMEOUT
         client = GitClient(spec["url"], auth, timeout)
         absolute = bool((spec.get("ref") or {}).get("name"))
         opts = CheckoutOptions.from_ref(spec.get("ref"), recurse_submodules=bool(spec.get("recurseSubmodules")),

@@ -29,7 +29,7 @@ from typing import Callable, Protocol
 import yaml
 
 from controllers.source import helm_client, helm_index, helm_semver
-from controllers.source.storage import UnsafeArchive, extract_tarball
+from controllers.source.storage import UnsafeArchive, extract_tarball, secure_join
 
 VALUES_FILE = "values.yaml"
 CHART_FILE = "Chart.yaml"
@@ -259,7 +259,8 @@ def _values_of(data: bytes, reference: str) -> dict:
 
 
 def _encode_values(values: dict) -> bytes:
-    return yaml.safe_dump(values, sort_keys=True, default_flow_style=False).encode() if values else b""
+    return yaml.safe_dump(values, sort_keys=True, default_flow_style=False, allow_unicode=True).encode() \
+        if values else b""
 
 
 def _overwrite_values(chart_dir: Path, values: dict | None) -> bool:
@@ -278,32 +279,6 @@ def _overwrite_values(chart_dir: Path, values: dict | None) -> bool:
 
 
 # --------------------------------------------------------------------------- paths
-
-
-def secure_join(root: Path, rel: str) -> Path:
-    """``root/rel`` with ``..`` and symlinks resolved but never leaving ``root`` (as filepath-securejoin:
-    what would escape is clamped to ``root``)."""
-    root = Path(os.path.realpath(root))
-    current = root
-    pending = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".")]
-    hops = 0
-    while pending:
-        part = pending.pop(0)
-        if part == "..":
-            current = current.parent if current != root else root
-            continue
-        candidate = current / part
-        if candidate.is_symlink():
-            hops += 1
-            if hops > 255:
-                raise ValueError(f"too many symlinks resolving {rel!r}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                current = root
-            pending = [p for p in target.split("/") if p not in ("", ".")] + pending
-            continue
-        current = candidate
-    return current
 
 
 def _inside(root: Path, path: Path) -> bool:

@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import http
 import http.client
@@ -24,7 +23,6 @@ import tempfile
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Iterator
 
 from controllers.api.duration import parse_duration
 from controllers.api.objects import dig
@@ -121,6 +119,9 @@ def repository_access(kube: KubeClient, repo: dict, url: str | None = None) -> R
                 raise AccessError(f"failed to detect authentication methods: {exc}") from None
         if access.is_oci:
             access.oci_credentials = _oci_credentials(data, access.url, name)
+    elif access.is_oci and spec.get("provider") not in (None, "", "generic"):
+        raise AccessError(f"failed to get credential from '{spec['provider']}': cloud provider authentication is "
+                          "not supported by fluxpy")
     return access
 
 
@@ -174,7 +175,7 @@ def http_get(href: str, access: RepositoryAccess, *, max_size: int, too_big: str
             raise FetchError(f'Get "{url}": unsupported protocol scheme "{parts.scheme}"')
         if not parts.netloc:
             raise FetchError(f'Get "{url}": http: no Host in request URL')
-        headers = {"User-Agent": f"fluxpy-helm/{ociclient.USER_AGENT.split('/')[-1]}"}
+        headers = {"User-Agent": ociclient.USER_AGENT}
         same_host = (parts.scheme, parts.netloc) == (base.scheme, base.netloc)
         if access.basic and all(access.basic) and (access.pass_credentials or same_host):
             headers["Authorization"] = ociclient.Credentials(*access.basic).basic_header()
@@ -427,10 +428,3 @@ class OCIChartRepository:
         data = archives[0].read_bytes()
         shutil.rmtree(dest, ignore_errors=True)
         return data
-
-
-@contextlib.contextmanager
-def helm_session(timeout: float = DEFAULT_TIMEOUT) -> Iterator[HelmCLI]:
-    """A :class:`HelmCLI` for the duration of a ``with`` block."""
-    with HelmCLI(timeout) as helm:
-        yield helm

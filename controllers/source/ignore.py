@@ -12,6 +12,7 @@ pattern, also Flux's default excludes (images, archives, CI configuration, ...).
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -29,6 +30,7 @@ EXCLUDE_EXTRA = "**/.goreleaser.yml,**/.sops.yaml,**/.flux.yaml"
 NO_MATCH, EXCLUDE, INCLUDE = 0, 1, 2
 
 
+@functools.lru_cache(maxsize=4096)
 def _glob_regex(pattern: str) -> re.Pattern | None:
     """Go's filepath.Match syntax for one path component as a regex; None when malformed."""
     out, i, n = [], 0, len(pattern)
@@ -80,6 +82,8 @@ def _glob_regex(pattern: str) -> re.Pattern | None:
 
 
 def _match(pattern: str, name: str) -> bool:
+    if not any(c in pattern for c in "*?[\\"):
+        return pattern == name
     rx = _glob_regex(pattern)
     return bool(rx and rx.match(name))
 

@@ -43,18 +43,6 @@ def helm_secret(name: str, namespace: str, *, username: str = "", password: str 
     return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "stringData": {}}
 
 
-def read_file(path: Optional[str], what: str) -> bytes:
-    """The bytes of ``path`` ('' when not given); flux's error when unreadable."""
-    from pathlib import Path
-
-    if not path:
-        return b""
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise CLIError(f"failed to read {what}: open {path}: {(exc.strerror or str(exc)).lower()}") from None
-
-
 @create_secret_app.command("helm")
 @handle_errors
 def create_secret_helm(
@@ -69,12 +57,11 @@ def create_secret_helm(
     label: Optional[list[str]] = typer.Option(None, "--label", help=LABEL_HELP),
 ) -> None:
     """Create or update a Kubernetes secret for Helm repository authentication."""
-    from flux_cli.commands.create_secret_tls import upsert_secret
+    from flux_cli.commands.create_secret_tls import _read, upsert_secret
 
     a: App = ctx.obj
-    secret = helm_secret(name, a.namespace, username=username, password=password,
-                         ca=read_file(ca_crt_file, "TLS CA file"), cert=read_file(tls_crt_file, "cert file"),
-                         key=read_file(tls_key_file, "key file"), labels=parse_labels(label))
+    secret = helm_secret(name, a.namespace, username=username, password=password, ca=_read(ca_crt_file, "TLS CA"),
+                         cert=_read(tls_crt_file, "cert"), key=_read(tls_key_file, "key"), labels=parse_labels(label))
     if export:
         a.terminal.yaml([secret])
         return

@@ -16,7 +16,6 @@ from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.commands.create import LABEL_HELP, apply_or_export, create_source_app, new_object, parse_labels
 
 SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket")
-STRATEGIES = ("ChartVersion", "Revision")
 VERIFY_PROVIDERS = ("cosign", "notation")
 
 
@@ -42,8 +41,6 @@ def helm_chart_spec(*, source: str, chart: str, chart_version: str = "", interva
     kind, name = parse_source(source)
     if not chart:
         raise CLIError("chart name or path is required")
-    if reconcile_strategy not in STRATEGIES:
-        raise CLIError(f"invalid reconcile strategy '{reconcile_strategy}', must be one of: {', '.join(STRATEGIES)}")
     spec: dict = {"chart": chart, "interval": format_duration(parse_duration(interval)),
                   "reconcileStrategy": reconcile_strategy, "sourceRef": {"kind": kind, "name": name}}
     if chart_version:

@@ -72,8 +72,8 @@ def create_source_helm(
 ) -> None:
     """Create or update a HelmRepository source and wait for it to fetch the index."""
     from controllers.api.source import HELM_REPOSITORY
-    from flux_cli.commands.create_secret_helm import helm_secret, read_file
-    from flux_cli.commands.create_secret_tls import upsert_secret
+    from flux_cli.commands.create_secret_helm import helm_secret
+    from flux_cli.commands.create_secret_tls import _read, upsert_secret
 
     a: App = ctx.obj
     labels = parse_labels(label)
@@ -84,10 +84,9 @@ def create_source_helm(
         apply_or_export(a, HELM_REPOSITORY, repository, export=True)
         return
     if not secret_ref:
-        cert, key = (read_file(cert_file, "cert file"), read_file(key_file, "key file")) if cert_file and key_file \
-            else (b"", b"")
+        cert, key = (_read(cert_file, "cert"), _read(key_file, "key")) if cert_file and key_file else (b"", b"")
         secret = helm_secret(f"helm-{name}", a.namespace, username=username, password=password,
-                             ca=read_file(ca_file, "TLS CA file"), cert=cert, key=key)
+                             ca=_read(ca_file, "TLS CA"), cert=cert, key=key)
         if secret["stringData"]:
             a.terminal.action("applying secret with repository credentials")
             upsert_secret(a, secret)

@@ -99,8 +99,6 @@ def test_source_chart_export_matches_flux(fluxpy):
     (["--chart", "podinfo"], "chart source is required"),
     (["--source", "HelmRepository/podinfo"], "chart name or path is required"),
     (["--source", "OCIRepository/x", "--chart", "c"], "invalid argument \"OCIRepository/x\" for \"--source\""),
-    (["--source", "HelmRepository/x", "--chart", "c", "--reconcile-strategy", "Always"],
-     "invalid reconcile strategy 'Always'"),
     (["--source", "HelmRepository/x", "--chart", "c", "--verify-secret-ref", "k"],
      "a verification provider must be specified when a secret is specified"),
 ])

@@ -288,3 +288,24 @@ def test_bad_sources_and_paths(kube, namespace, controllers, storage, tmp_path):
                                                     "sourceRef": {"kind": "GitRepository", "name": "evil"}})
     obj = wait(kube, KIND, namespace, "symlink", ready_with("False", "Failed"), "unsafe artifact")
     assert find_condition(obj, "Ready")["message"].startswith("artifact untar error: ")
+
+
+def test_credentials_reach_other_hosts_only_with_pass_credentials(kube, namespace, controllers, storage,
+                                                                  helm_repo_auth, tmp_path):
+    helm_repo_auth.add_chart(make_chart(tmp_path / "src", "app", "1.0.0"), reindex=False)
+    port = helm_repo_auth.url.rsplit(":", 1)[1]
+    helm_repo_auth.index(f"http://localhost:{port}")  # the index sends chart downloads to another host name
+    apply_secret(kube, namespace, "creds", {"username": helm_repo_auth.username, "password": helm_repo_auth.password})
+    repo_spec = {"url": helm_repo_auth.url, "interval": "10m", "secretRef": {"name": "creds"}}
+    apply_source(kube, HELM_REPOSITORY, namespace, "repo", repo_spec)
+    apply_source(kube, KIND, namespace, "app", {"chart": "app", "interval": "10m",
+                                                "sourceRef": {"kind": "HelmRepository", "name": "repo"}})
+    obj = wait(kube, KIND, namespace, "app", ready_with("False", "ChartPullError"), "credentials withheld")
+    assert find_condition(obj, "Ready")["message"] == (
+        "chart pull error: failed to download chart for remote reference: failed to fetch "
+        f"http://localhost:{port}/app-1.0.0.tgz : 401 Unauthorized")
+    assert not any(r.credentials_sent for r in helm_repo_auth.requests if r.path.endswith(".tgz"))
+
+    apply_source(kube, HELM_REPOSITORY, namespace, "repo", {**repo_spec, "passCredentials": True})
+    wait(kube, KIND, namespace, "app", ready_with("True", "ChartPullSucceeded"), "credentials passed")
+    assert any(r.authorized for r in helm_repo_auth.requests if r.path.endswith(".tgz"))
