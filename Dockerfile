@@ -28,7 +28,7 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 FROM python:3.11-slim
 # git and ssh for the source controllers; CA certificates for HTTPS remotes and registries.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
+    && apt-get install -y --no-install-recommends git openssh-client gnupg ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=tools /out/ /usr/local/bin/
 COPY --from=wheel /wheels/ /tmp/wheels/

@@ -31,7 +31,12 @@ class Component:
 
 #: What differs from a plain Component, per component; reconcilers are added here as controllers land.
 _COMPONENT_SETTINGS: dict[str, dict[str, Any]] = {
-    "source-controller": {"concurrent": 2},
+    "source-controller": {"concurrent": 2, "add_arguments": "controllers.source.common:add_arguments",
+                          "reconcilers": ("controllers.source.git:new_reconciler",
+                                          "controllers.source.oci:new_reconciler",
+                                          "controllers.source.helmrepo:new_reconciler",
+                                          "controllers.source.helmchart:new_reconciler",
+                                          "controllers.source.bucket:new_reconciler")},
     "source-watcher": {"concurrent": 10, "reconcilers": ("controllers.source.generator:new_reconciler",),
                        "add_arguments": "controllers.source.generator:add_arguments"},
 }

@@ -1,8 +1,10 @@
 """The manager of a controller process: endpoints, events, leader election and one controller per reconciler.
 
 Start order: ``/metrics`` and ``/healthz``/``/readyz`` servers, the event recorder, then — directly, or once
-this process leads the Lease — the controllers. Stop order: controllers (running reconciliations finish),
-then the Lease is released (so the successor starts only when we no longer reconcile), then events are
+this process leads the Lease — the leader runnables (objects with ``start()``/``stop()`` that reconcilers
+return from an optional ``leader_runnables()``, e.g. the source-controller's artifact server) and the
+controllers. Stop order: controllers (running reconciliations finish), leader runnables, then the Lease is
+released (so the successor starts only when we no longer reconcile), then events are
 flushed and the servers closed. Losing the lease stops the process with exit code 1, as controller-runtime.
 """
 from __future__ import annotations
@@ -31,6 +33,11 @@ class Manager:
                                     log=get_logger("events"))
         self.controllers = [Controller(r, kube, settings, events=self.events, metrics=self.metrics)
                             for r in reconcilers]
+        self.leader_runnables: list = []
+        for r in reconcilers:
+            for runnable in getattr(r, "leader_runnables", lambda: [])():
+                if all(runnable is not known for known in self.leader_runnables):
+                    self.leader_runnables.append(runnable)
         self.stopped = threading.Event()
         self.lost_leadership = False
         self.elector: LeaderElector | None = None
@@ -86,6 +93,8 @@ class Manager:
             if self._controllers_started or self.stopped.is_set():
                 return
             self._controllers_started = True
+            for runnable in self.leader_runnables:
+                runnable.start()
             for controller in self.controllers:
                 controller.start()
 
@@ -96,6 +105,8 @@ class Manager:
             self._controllers_started = False
         for controller in self.controllers:
             controller.stop(self.settings.shutdown_timeout)
+        for runnable in reversed(self.leader_runnables):
+            runnable.stop()
 
     def stop(self) -> None:
         """Stop controllers, then release the lease, flush events and close the endpoints."""

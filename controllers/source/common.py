@@ -375,8 +375,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="The local storage path (default: /data in a Pod, else <dev state dir>/storage/"
                              "<component>).")
     parser.add_argument("--storage-addr", "--storage-address", dest="storage_addr",
-                        default=env("STORAGE_ADDR") or env("STORAGE_ADDRESS") or ":9090",
-                        help="The address the static file server binds to.")
+                        default=env("STORAGE_ADDR") or env("STORAGE_ADDRESS") or "",
+                        help="The address the static file server binds to (default: :9090 in a Pod, else "
+                             "127.0.0.1:9090 for the source-controller and 127.0.0.1:9091 for the source-watcher).")
     parser.add_argument("--storage-adv-addr", "--storage-adv-address", dest="storage_adv_addr",
                         default=env("STORAGE_ADV_ADDR", ""),
                         help="The advertised address of the static file server (default: "
@@ -387,6 +388,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in storage before being garbage collected.")
     parser.add_argument("--artifact-retention-records", type=int, default=RETENTION_RECORDS,
                         help="The maximum number of artifacts to be kept in storage after a garbage collection.")
+
+
+#: Local processes (no Pod, several components on one host) bind loopback on a port of their own.
+LOCAL_STORAGE_PORTS = {"source-controller": 9090, "source-watcher": 9091}
 
 
 def _free_port(host: str) -> int:
@@ -407,6 +412,8 @@ def _resolve_storage_flags(args: argparse.Namespace, component: str) -> None:
             from controllers.localcluster.dev import default_state_dir
 
             args.storage_path = str(default_state_dir() / "storage" / component)
+    if not args.storage_addr:
+        args.storage_addr = ":9090" if pod else f"127.0.0.1:{LOCAL_STORAGE_PORTS.get(component, 9090)}"
     host, _, port = args.storage_addr.rpartition(":")
     if port == "0":
         args.storage_addr = f"{host}:{_free_port(host.strip('[]'))}"

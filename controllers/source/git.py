@@ -173,7 +173,7 @@ class GitRepositoryReconciler(SourceReconciler):
         old = copy.deepcopy(obj)
         common.begin(ctx, obj)
         common.check_stored_artifact(ctx, self.storage, obj)
-        spec, ns = obj.get("spec") or {}, obj["metadata"]["namespace"]
+        spec = obj.get("spec") or {}
         if cond.is_false(obj, SOURCE_VERIFIED):
             cond.delete(obj, SOURCE_VERIFIED)
 
@@ -249,7 +249,9 @@ class GitRepositoryReconciler(SourceReconciler):
                 and not includes_differ(includes, status.get("includedArtifacts")) \
                 and not content_config_changed(obj, includes):
             ctx.log.info(f"artifact up-to-date with remote revision: '{revision}'")
-            return common.stored(obj)
+            outcome = common.stored(obj)
+            common.notify(ctx, old, obj, f"stored artifact for commit '{commit.short_message()}'")
+            return outcome
 
         self._archive(ctx, obj, directory, commit, revision, includes)
         outcome = common.stored(obj)
@@ -441,7 +443,7 @@ def _encrypted_key(identity: bytes) -> bool:
     return False
 
 
-def git_repository_reconciler(args: argparse.Namespace) -> GitRepositoryReconciler:
+def new_reconciler(args: argparse.Namespace) -> GitRepositoryReconciler:
     """The factory ``controllers.components`` loads for the source-controller."""
     return GitRepositoryReconciler.from_args(args)
 

@@ -12,7 +12,7 @@ import flux_cli.commands.create_secret_git  # noqa: F401 - registers the command
 import flux_cli.commands.create_source_git  # noqa: F401 - registers the command
 from controllers.api.builtin import SECRET
 from controllers.api.source import GIT_REPOSITORY
-from flux_cli.commands.create_secret_git import generate_key_pair
+from manifestgen.sync import generate_keypair
 from servers.git import artifact_storage, git_servers, git_source_controller, git_ssh_server  # noqa: F401
 
 
@@ -82,17 +82,18 @@ def test_secret_git_errors(fluxpy, args, message):
     assert res.exit_code == 1 and message in res.stderr, res.stderr
 
 
-@pytest.mark.parametrize("algorithm, options, prefix", [
-    ("ecdsa", {}, "ecdsa-sha2-nistp384 "),
-    ("ecdsa", {"ecdsa_curve": "p256"}, "ecdsa-sha2-nistp256 "),
-    ("ecdsa", {"ecdsa_curve": "p521"}, "ecdsa-sha2-nistp521 "),
-    ("ed25519", {}, "ssh-ed25519 "),
-    ("rsa", {"rsa_bits": 3072}, "ssh-rsa "),
+@pytest.mark.parametrize("flags, prefix", [
+    ([], "ecdsa-sha2-nistp384 "),
+    (["--ssh-ecdsa-curve", "p521"], "ecdsa-sha2-nistp521 "),
+    (["--ssh-key-algorithm", "ed25519"], "ssh-ed25519 "),
+    (["--ssh-key-algorithm", "rsa", "--ssh-rsa-bits", "3072"], "ssh-rsa "),
 ])
-def test_generated_key_pairs(algorithm, options, prefix):
-    private, public = generate_key_pair(algorithm, **options)
-    assert public.decode().startswith(prefix) and public.endswith(b"\n")
-    assert b"PRIVATE KEY-----" in private
+def test_secret_git_key_algorithms(fluxpy, git_ssh_server, flags, prefix):
+    res = fluxpy("create", "secret", "git", "k", "--url", f"ssh://git@127.0.0.1:{git_ssh_server.port}/r", *flags,
+                 "--export")
+    assert res.exit_code == 0, res.stderr
+    data = yaml.safe_load(res.stdout)["stringData"]
+    assert data["identity.pub"].startswith(prefix) and "PRIVATE KEY-----" in data["identity"]
 
 
 def test_secret_git_ssh_generates_deploy_key_and_scans_host(fluxpy, kube, kubeconfig, namespace, git_ssh_server):
@@ -146,7 +147,8 @@ def test_create_source_git_https_flow(fluxpy, kube, kubeconfig, namespace, git_s
 def test_create_source_git_ssh_with_private_key_file(fluxpy, kube, kubeconfig, namespace, git_ssh_server,
                                                      git_source_controller, tmp_path):
     repo = git_ssh_server.repo("app", {"a.yaml": "a"})
-    private, public = generate_key_pair("ecdsa")
+    pair = generate_keypair("ecdsa")
+    private, public = pair.private_key, pair.public_key
     (tmp_path / "key").write_bytes(private)
     git_ssh_server.authorize(public.decode())
     res = fluxpy("create", "source", "git", "app", "--url", git_ssh_server.url(repo), "--branch", "main",

@@ -49,5 +49,5 @@ def test_trace_of_an_unmanaged_or_missing_object(fluxpy, kube, kubeconfig, flux_
     assert res.exit_code == 1 and "not managed by fluxpy" in res.stderr
     res = fluxpy("trace", "deployment", "ghost", "-n", namespace, "--kubeconfig", str(kubeconfig))
     assert res.exit_code == 1 and "Deployment" in res.stderr and "not found" in res.stderr
-    res = fluxpy("trace", "widget", "x", "-n", namespace, "--kubeconfig", str(kubeconfig))
-    assert res.exit_code == 1 and "no resource of kind 'widget'" in res.stderr
+    res = fluxpy("trace", "nosuchkind", "x", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert res.exit_code == 1 and "no resource of kind 'nosuchkind'" in res.stderr

@@ -79,7 +79,7 @@ def test_why_missing_dependency_and_bad_input(fluxpy, kube, kubeconfig, flux_crd
                                            f"GitRepository/{namespace}/nope not found")
     missing = fluxpy("why", "ks/ghost", "-n", namespace, "--kubeconfig", str(kubeconfig))
     assert missing.exit_code == 2 and "ghost not found" in missing.stderr
-    unknown = fluxpy("why", "widget/x", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    unknown = fluxpy("why", "nosuchkind/x", "-n", namespace, "--kubeconfig", str(kubeconfig))
     assert unknown.exit_code == 2 and "unknown kind" in unknown.stderr
     unreachable = fluxpy("why", "ks/apps", "--kubeconfig", "/nonexistent")
     assert unreachable.exit_code == 2 and "does not exist" in unreachable.stderr

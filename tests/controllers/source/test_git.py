@@ -416,6 +416,15 @@ def test_bad_input_keeps_the_last_artifact_and_hides_secrets(kube, namespace, gi
     assert {"AuthenticationFailed", "GitOperationFailed", "URLInvalid"} <= {e["reason"] for e in warnings}
     assert not any("wrong-password-42" in e["message"] for e in warnings)
 
+    # fixed: Ready again on the same artifact, and a Succeeded event for the recovery
+    update_spec(kube, namespace, "app", {"url": server.url(repo), "ref": {"branch": "main", "semver": None},
+                                         "secretRef": {"name": "creds"}})
+    recovered = wait_ready(kube, namespace, "app")
+    assert recovered["status"]["artifact"]["digest"] == good["digest"]
+    assert find_condition(recovered, "FetchFailed") is None and find_condition(recovered, "Stalled") is None
+    assert wait_event(kube, namespace, "app", "Succeeded")["message"] == \
+        f"stored artifact for commit '{good['revision']}'"
+
 
 def test_timeout_is_honoured(kube, namespace, git_servers, git_source_controller):
     server = git_servers(delay=5.0)

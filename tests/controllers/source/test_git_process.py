@@ -23,11 +23,11 @@ from controllers.localcluster.plane import free_port
 from controllers.runtime.manager import Manager
 from controllers.runtime.settings import ControllerSettings, LeaderElectionSettings, ManagerSettings, WatchSettings
 from controllers.source.common import add_arguments
-from controllers.source.git import GitRepositoryReconciler, git_repository_reconciler
+from controllers.source.git import GitRepositoryReconciler, new_reconciler
 from servers.git import git_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[3]
-COMPONENT_ENTRY = {"concurrent": 2, "reconcilers": ("controllers.source.git:git_repository_reconciler",),
+COMPONENT_ENTRY = {"concurrent": 2, "reconcilers": ("controllers.source.git:new_reconciler",),
                    "add_arguments": "controllers.source.common:add_arguments"}
 
 
@@ -61,7 +61,7 @@ def _args(tmp_path: Path, name: str) -> argparse.Namespace:
 def test_artifact_server_runs_only_while_leading(kube, namespace, flux_crds, tmp_path):
     def manager(name: str) -> tuple[Manager, int]:
         args = _args(tmp_path, name)
-        reconciler = git_repository_reconciler(args)
+        reconciler = new_reconciler(args)
         assert isinstance(reconciler, GitRepositoryReconciler)
         assert reconciler.storage.advertised_address == args.storage_addr  # 127.0.0.1:<port> locally
         settings = ManagerSettings(
@@ -71,7 +71,7 @@ def test_artifact_server_runs_only_while_leading(kube, namespace, flux_crds, tmp
             leader_election=LeaderElectionSettings(enabled=True, namespace=namespace, lease_duration=3.0,
                                                    renew_deadline=2.0, retry_period=0.5))
         # two reconcilers sharing one server: the manager starts it once
-        mgr = Manager(kube, settings, [reconciler, git_repository_reconciler(args)])
+        mgr = Manager(kube, settings, [reconciler, new_reconciler(args)])
         return mgr, int(args.storage_addr.rpartition(":")[2])
 
     first, first_port = manager("a")

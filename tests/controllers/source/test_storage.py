@@ -288,3 +288,29 @@ def test_secure_join_never_leaves_the_root(tmp_path):
     assert secure_join(root, "../../etc/passwd") == real / "etc" / "passwd"
     assert secure_join(root, "abs/passwd") == real / "etc" / "passwd"
     assert secure_join(root, "dir/up/x") == real / "x"
+
+
+def test_storage_address_defaults(monkeypatch, tmp_path):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("STORAGE_ADDR", raising=False)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for component, port in (("source-controller", 9090), ("source-watcher", 9091)):
+        args = parser.parse_args([f"--storage-path={tmp_path / component}"])
+        storage = storage_from_args(args, component)
+        assert args.storage_addr == f"127.0.0.1:{port}" and storage.advertised_address == f"127.0.0.1:{port}"
+
+
+def test_storage_flags_in_a_pod(monkeypatch, tmp_path):
+    from controllers.source import common
+
+    monkeypatch.setattr(common, "in_pod", lambda: True)
+    monkeypatch.setenv("RUNTIME_NAMESPACE", "flux-system")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([f"--storage-path={tmp_path}"])  # /data is the Pod's default; not writable here
+    storage = storage_from_args(args)
+    assert args.storage_addr == ":9090"
+    assert storage.advertised_address == "source-controller.flux-system.svc.cluster.local."
+    assert storage.url_for("gitrepository/a/b/c.tar.gz") == \
+        "http://source-controller.flux-system.svc.cluster.local./gitrepository/a/b/c.tar.gz"
