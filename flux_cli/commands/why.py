@@ -35,7 +35,7 @@ def recent_warnings(a: App, node, limit: int = 3) -> list[dict]:
     return sorted(warnings, key=event_time)[-limit:]
 
 
-def attach_evidence(a: App, cause, flux_namespace: str) -> str:
+def attach_evidence(a: App, cause, flux_namespace: str, state_dir: str | None = None) -> str:
     """Add the root cause's events and last-reconciliation log lines; return a note when logs are unavailable."""
     from controllers.runtime import logread
     from controllers.runtime.kube import Forbidden
@@ -44,7 +44,7 @@ def attach_evidence(a: App, cause, flux_namespace: str) -> str:
         return ""
     cause.events = recent_warnings(a, cause)
     try:
-        lines, _ = logread.open_logs(a.kube, flux_namespace=flux_namespace)
+        lines, _ = logread.open_logs(a.kube, flux_namespace=flux_namespace, state_dir=state_dir)
     except logread.NoLogs as exc:
         return f"logs unavailable: {exc}"
     except Forbidden as exc:
@@ -66,6 +66,7 @@ def why(
     output: str = typer.Option("text", "-o", "--output", help="text or json."),
     flux_namespace: str = typer.Option("flux-system", "--flux-namespace", help="Where the controllers run."),
     api_version: Optional[str] = typer.Option(None, "--api-version", help="For a non-Flux kind, its apiVersion."),
+    state_dir: Optional[str] = typer.Option(None, "--state-dir", hidden=True, help="fluxpy dev's state directory."),
 ) -> None:
     """Explain why an object is not Ready: its dependency chain and the root cause."""
     from controllers.runtime import inspect
@@ -80,7 +81,7 @@ def why(
             raise CLIError(f"{root.ref} not found", EXIT_ERROR)
         path = inspect.failing_path(root)
         cause = path[-1] if path else None
-        note = attach_evidence(a, cause, flux_namespace) if cause else ""
+        note = attach_evidence(a, cause, flux_namespace, state_dir) if cause else ""
     except Exception as exc:  # noqa: BLE001 - classified by describe_error; bugs re-raise
         described = describe_error(exc)
         if described is None:
