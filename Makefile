@@ -27,12 +27,13 @@ tools: ## find or build (from Go modules, cached by version) the binaries fluxpy
 test: setup tools ## the whole test suite, against a real local control plane
 	$(PYTHON) -m pytest
 
-demo: setup tools ## the main job on the embedded local control plane
+demo: setup tools ## the main job on the embedded local control plane: the whole bootstrap story
 	$(FLUXPY) dev up
-	eval "$$($(FLUXPY) dev env)" && $(FLUXPY) install && $(FLUXPY) check && $(FLUXPY) get all -A
+	$(PYTHON) -m bootstrap.demo up
 	@echo "The local control plane keeps running: eval \"\$$($(FLUXPY) dev env)\" to use it, 'make demo-down' to stop it."
 
-demo-down: ## stop the demo's control plane and controllers
+demo-down: ## stop the demo's Git server, the control plane and the controllers
+	$(PYTHON) -m bootstrap.demo down
 	$(FLUXPY) dev down
 
 completions: ## regenerate the shell completion scripts under completions/

@@ -204,7 +204,8 @@ class GitHost:
             return self._ids
 
     def add_user(self, login: str, token: str | None = None) -> User:
-        user = User(self._id(), login, token or f"{'ghp' if self.flavor == 'github' else 'glpat'}_{secrets.token_hex(16)}")
+        prefix = "ghp" if self.flavor == "github" else "glpat"
+        user = User(self._id(), login, token or f"{prefix}_{secrets.token_hex(16)}")
         self.users[login] = user
         return user
 
@@ -459,7 +460,8 @@ class GitHost:
         user = next((u for u in self.users.values() if u.token == token), None)
         if user is None:
             if self.flavor == "github":
-                raise HTTPError(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
+                raise HTTPError(401, {"message": "Bad credentials",
+                                      "documentation_url": "https://docs.github.com/rest"})
             raise HTTPError(401, {"message": "401 Unauthorized"})
         return user
 
@@ -527,7 +529,8 @@ class GitHost:
         return {"id": change.id, "number": change.number, "state": "open" if change.state == "open" else "closed",
                 "merged": change.state == "merged", "title": change.title, "body": change.body, "url": url,
                 "html_url": f"{self.base_url}/{repo.full_name}/pull/{change.number}",
-                "head": side(change.head), "base": side(change.base), "user": self._gh_user_json(self.users[change.author]),
+                "head": side(change.head), "base": side(change.base),
+                "user": self._gh_user_json(self.users[change.author]),
                 "merge_commit_sha": change.merge_commit or None, "mergeable": change.state == "open",
                 "created_at": change.created_at, "updated_at": change.created_at, "draft": False}
 
@@ -576,18 +579,24 @@ class GitHost:
                 raise HTTPError(403, {"message": "You need admin access to the organization before adding a "
                                                  "repository to it."})
             return self._gh_create(org.name, u, data)
-        if match := m(r"/orgs/([^/]+)/teams/([^/]+)(?:/repos/([^/]+)/([^/]+))?", path):
+        team_path = (m(r"/orgs/(?P<org>[^/]+)/teams/(?P<team>[^/]+)(?:/repos/(?P<o>[^/]+)/(?P<r>[^/]+))?", path)
+                     or m(r"/organizations/(?P<org>\d+)/team/(?P<team>\d+)(?:/repos/(?P<o>[^/]+)/(?P<r>[^/]+))?",
+                          path))
+        if match := team_path:
             u = self._require_user(req)
-            org = self.orgs.get(match[1])
-            if org is None or u.login not in org.members or match[2] not in org.teams:
+            org = next((o for o in self.orgs.values() if match["org"] in (o.name, str(o.id))), None)
+            team = next((t for t in (org.teams.values() if org else ()) if match["team"] in (t.slug, str(t.id))),
+                        None)
+            if org is None or team is None or u.login not in org.members:
                 raise HTTPError(404, {"message": "Not Found"})
-            team = org.teams[match[2]]
-            if match[3] is None and method == "GET":
+            if match["o"] is None and method == "GET":
                 return 200, {"id": team.id, "slug": team.slug, "name": team.slug, "permission": "pull",
                              "url": f"{self.api_url}/organizations/{org.id}/team/{team.id}",
                              "organization": self._gh_owner_json(org.name)}, {}
-            if match[3] is not None and method == "PUT":
-                repo = self._gh_repo(match[3], match[4], u)
+            if match["o"] is not None and method in ("GET", "PUT"):
+                repo = self._gh_repo(match["o"], match["r"], u)
+                if method == "GET":
+                    return (204 if team.slug in repo.teams else 404), None, {}
                 if not self._admin(repo, u):
                     raise HTTPError(403, {"message": "Must have admin rights to Repository."})
                 repo.teams[team.slug] = data.get("permission") or "push"
@@ -673,7 +682,8 @@ class GitHost:
             if github:
                 raise HTTPError(422, {"message": "Validation Failed",
                                       "errors": [{"resource": "PullRequest", "code": "custom",
-                                                  "message": f"A pull request already exists for {repo.owner}:{head}."}]})
+                                                  "message": f"A pull request already exists for "
+                                                             f"{repo.owner}:{head}."}]})
             raise HTTPError(409, {"message": ["Another open merge request already exists for this source branch"]})
         number = max([c.number for c in repo.changes], default=0) + 1
         change = Change(number, self._id(), head, base, title, body, user.login)
@@ -759,7 +769,8 @@ class GitHost:
                     raise HTTPError(403, {"message": "403 Forbidden"})
                 owner = org.name
             if f"{owner}/{name}" in self.repos:
-                raise HTTPError(400, {"message": {"name": ["has already been taken"], "path": ["has already been taken"]}})
+                taken = ["has already been taken"]
+                raise HTTPError(400, {"message": {"name": taken, "path": taken}})
             visibility = data.get("visibility") or "private"
             repo = self.add_repo(owner, name, private=visibility != "public")
             repo.visibility, repo.description = visibility, data.get("description") or ""
@@ -935,6 +946,8 @@ def _host(tmp_path_factory, flavor: str, ssh: bool) -> GitHost:
     host.add_user("mallory")
     host.add_org("acme", members=("alice",), teams={"platform": ("alice",), "dev": ()})
     host.add_org("other-org")
+    if flavor == "gitlab":  # GitLab's "teams" are groups a project is shared with
+        host.add_org("platform", members=("alice",))
     return host.start()
 
 

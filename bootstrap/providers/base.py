@@ -1,0 +1,156 @@
+"""What bootstrap needs from a Git provider, and the names Flux gives what it creates there."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import urllib.parse
+from typing import Protocol
+
+
+class ProviderError(Exception):
+    """A provider API call failed; the message names the call, the provider's answer and what to do.
+
+    ``kind``: ``auth`` (token refused), ``forbidden`` (no permission), ``not-found``, ``unreachable``,
+    ``invalid`` (bad input) or ``api``."""
+
+    def __init__(self, message: str, kind: str = "api"):
+        super().__init__(message)
+        self.message, self.kind = message, kind
+
+
+@dataclasses.dataclass(frozen=True)
+class Repository:
+    """A provider repository, as bootstrap uses it."""
+
+    #: ``owner/name`` (``group/subgroup/name`` on GitLab).
+    full_name: str
+    #: the HTTPS (or HTTP) clone URL.
+    http_url: str
+    #: the SSH clone URL in ``ssh://`` form.
+    ssh_url: str
+    #: the repository's page, for messages.
+    web_url: str
+    default_branch: str
+    #: the provider's id (GitLab project id; GitHub repository id).
+    id: int = 0
+    #: whether bootstrap created it just now.
+    created: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployToken:
+    """A GitLab deploy token: the credentials the cluster reads the repository with."""
+
+    name: str
+    username: str
+    token: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TeamGrant:
+    """The outcome of giving one team access to the repository."""
+
+    team: str
+    permission: str
+    changed: bool = False
+    #: why it failed ("" when it did not).
+    error: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChangeRequest:
+    """A pull request (GitHub) or merge request (GitLab)."""
+
+    number: int
+    url: str
+    #: ``open``, ``merged`` or ``closed``.
+    state: str
+    head: str
+    base: str
+    created: bool = False
+
+
+class Provider(Protocol):
+    """The provider operations bootstrap uses (each raises ProviderError)."""
+
+    #: "GitHub", "GitLab": for messages.
+    name: str
+    #: the host users see (github.com, gitlab.example.com:8443).
+    domain: str
+    #: the word for a change request ("pull request", "merge request").
+    change_request_word: str
+
+    def ensure_repository(self, owner: str, name: str, *, personal: bool, visibility: str, description: str = "",
+                          default_branch: str = "main") -> Repository: ...
+
+    def grant_teams(self, repo: Repository, teams: dict[str, str]) -> list[TeamGrant]: ...
+
+    def ensure_deploy_key(self, repo: Repository, title: str, public_key: str, *, read_only: bool) -> bool: ...
+
+    def ensure_deploy_token(self, repo: Repository, name: str, *, keep_username: str = "") -> DeployToken | None: ...
+
+    def open_change_request(self, repo: Repository, *, head: str, base: str, title: str,
+                            body: str) -> ChangeRequest: ...
+
+    def change_request(self, repo: Repository, number: int) -> ChangeRequest: ...
+
+
+def deploy_key_name(namespace: str, branch: str, secret_name: str, path: str) -> str:
+    """The deploy key title Flux registers: the non-empty parts joined by ``-``, in the order Flux passes
+    them (namespace, branch, secret name, path), e.g. ``flux-system-main-flux-system-./clusters/my-cluster``."""
+    return "-".join(v for v in (namespace, branch, secret_name, path) if v)
+
+
+deploy_token_name = deploy_key_name
+
+
+def ssh_url(url: str) -> str:
+    """An SSH clone URL in the ``ssh://`` form Flux needs (``git@host:owner/repo.git`` → ``ssh://git@host/
+    owner/repo.git``)."""
+    if url.startswith("ssh://"):
+        return url
+    match = re.match(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>.+)$", url)
+    if not match:
+        return url
+    user = f"{match['user']}@" if match["user"] else ""
+    return f"ssh://{user}{match['host']}/{match['path'].lstrip('/')}"
+
+
+def with_ssh_hostname(url: str, hostname: str) -> str:
+    """``url`` with its host (and port) replaced by ``--ssh-hostname`` (host or host:port)."""
+    if not hostname:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=user + hostname))
+
+
+def api_base(hostname: str, default_domain: str) -> tuple[str, str]:
+    """``(scheme://host[:port], host[:port])`` for ``--hostname`` (a host, host:port or URL; https unless
+    the URL says http)."""
+    value = (hostname or default_domain).strip().rstrip("/")
+    if "://" not in value:
+        value = "https://" + value
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ProviderError(f"invalid --hostname {hostname!r}: expected a host name such as {default_domain}",
+                            "invalid")
+    return f"{parts.scheme}://{parts.netloc}", parts.netloc
+
+
+def connection_problem(exc: BaseException) -> str:
+    """A short reason for a failed HTTP connection (requests' messages nest the cause deep inside)."""
+    text = str(exc)
+    lowered = text.lower()
+    for needle, reason in (("certificate_verify_failed", "certificate verify failed"),
+                           ("certificate verify failed", "certificate verify failed"),
+                           ("wrong version number", "the server does not speak TLS (try http://)"),
+                           ("connection refused", "connection refused"),
+                           ("name or service not known", "host name not found"),
+                           ("nodename nor servname", "host name not found"),
+                           ("temporary failure in name resolution", "host name not found"),
+                           ("timed out", "timed out"), ("network is unreachable", "network is unreachable"),
+                           ("no route to host", "no route to host")):
+        if needle in lowered:
+            return reason
+    return text if len(text) < 160 else text[:160] + "..."
