@@ -42,3 +42,4 @@ completions: ## regenerate the shell completion scripts under completions/
 bench: setup tools ## print the CLI start-up figures
 	$(PYTHON) tests/bench/cli_startup.py
 	$(PYTHON) tests/bench/sources.py
+	$(PYTHON) tests/bench/kustomizations.py

@@ -638,7 +638,10 @@ class ResourceManager:
 
     def _on_dry_run_error(self, plan: _Plan, options: ApplyOptions, exc: KubeError) -> None:
         """Skip, plan a recreation, or raise the DryRunError naming the object."""
-        live = self._get(plan.rt, plan.ref)
+        try:
+            live = self._get(plan.rt, plan.ref)
+        except KubeError:  # e.g. RBAC forbids reading it too: report the dry-run error itself
+            live = None
         if live is not None and (any_in_metadata(live, options.exclusions)
                                  or any_in_metadata(plan.obj, options.if_not_present)):
             plan.skipped, plan.live = True, live

@@ -53,7 +53,9 @@ class RetryableError(ReconcileError):
 
 
 class StalledError(ReconcileError):
-    """A failure that retrying cannot fix (invalid spec, access denied): no requeue until the spec changes."""
+    """A failure that retrying cannot fix (invalid spec, access denied): no requeue until the spec changes —
+    unless ``requeue_after`` is given, for a stall that a change elsewhere can end (a dependency cycle is
+    broken by editing another object, which may be of a kind no watch of ours sees)."""
 
 
 class Waiting(ReconcileError):
@@ -145,7 +147,7 @@ def apply_outcome(obj: dict, outcome: Success | BaseException | None, *, interva
         cond.mark_false(obj, cond.READY, outcome.reason, outcome.message)
         cond.mark_stalled(obj, outcome.reason, outcome.message)
         status["observedGeneration"] = generation
-        return Decision(result="error", error=outcome.message,
+        return Decision(result="error", error=outcome.message, requeue_after=outcome.requeue_after,
                         event=Event(WARNING, outcome.reason, outcome.message))
 
     # RetryableError, or any other exception.

@@ -1,0 +1,862 @@
+"""The Kustomization reconciler (kustomize.toolkit.fluxcd.io/v1), as Flux 2.7's kustomize-controller.
+
+One reconciliation, in Flux's order and with its conditions, reasons and messages:
+
+1. ``healthCheckExprs`` compiled (a bad expression stalls: InvalidCELExpression);
+2. the source (GitRepository, OCIRepository, Bucket, ExternalArtifact — the last behind the ExternalArtifact
+   feature gate): a cross-namespace reference with ``--no-cross-namespace-refs`` stalls (AccessDenied); a
+   missing source or artifact waits (ArtifactFailed, ``Source artifact not found, retrying in 30s``);
+3. ``dependsOn`` (:mod:`controllers.kustomize.dependencies`): Flux's rules, ``readyExpr``, dependencies across
+   kinds and cycles (Stalled, DependencyCycle); a dependency not ready waits ``--requeue-dependency``;
+4. ``Fetching manifests ...``: download, digest check, safe extraction, ``spec.path`` (ArtifactFailed);
+   ``status.lastAttemptedRevision``; ``Building manifests ...``: the client (``serviceAccountName`` /
+   ``--default-service-account`` impersonation, ``kubeConfig.secretRef`` for a remote cluster) and the build
+   (BuildFailed) — a failure up to here applies nothing and keeps the last applied state;
+5. ``Detecting drift ...``: the whole set validated by a server-side dry run, then applied in stages
+   (ReconciliationFailed naming the object); a Normal event lists what changed
+   (``Deployment/apps/web configured``), with the revision in its annotations;
+6. inventory (``status.inventory``) and, with ``prune: true``, stale objects deleted (PruneFailed), objects
+   that moved to another Kustomization handed over, not deleted;
+7. health (``wait``, ``healthChecks``, ``healthCheckExprs``; ``Healthy`` condition; HealthCheckFailed);
+8. ``lastAppliedRevision``, ``lastAppliedOriginRevision``, Ready ``Applied revision: <rev>``, ``history`` (last
+   5 snapshots: digest of the built manifests, status, counts, first/last reconciled), and the event
+   ``Reconciliation finished in <d>, next run in <interval>``.
+
+A failure is retried after ``spec.retryInterval`` (default ``spec.interval``). Deleting a Kustomization prunes
+what it applied as ``deletionPolicy`` says (:func:`controllers.kustomize.inventory.finalize`).
+
+Beyond Flux: the objects each Kustomization applied are watched (:mod:`controllers.kustomize.drift`), and an
+object changed or deleted by someone else is re-applied from the last build within seconds, without a new
+fetch, build or dry run of the whole set; the watch caches also spare the apply of unchanged objects. A
+dependency becoming Ready wakes the Kustomizations waiting for it at once.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import dataclasses
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import yaml
+
+from controllers.api import meta
+from controllers.api.builtin import CONFIGMAP, SECRET, SERVICE_ACCOUNT
+from controllers.api.duration import format_duration, parse_duration
+from controllers.api.kustomize import KUSTOMIZATION
+from controllers.api.objects import dig
+from controllers.api.source import BUCKET, EXTERNAL_ARTIFACT, GIT_REPOSITORY, OCI_REPOSITORY
+from controllers.kustomize.build import build, resolve_path
+from controllers.kustomize.dependencies import CachingResolver, DependencyCycle, check_dependencies, dependencies_of
+from controllers.kustomize.drift import DriftWatcher
+from controllers.kustomize.errors import ArtifactError
+from controllers.kustomize.fetch import fetch_artifact
+from controllers.kustomize.health import (HealthCheckFailed, InvalidCELExpression, StatusReader, check_health,
+                                          compile_health_check_exprs, health_check_refs)
+from controllers.kustomize.inventory import (HandoverGrace, PruneError, PruneResult, finalizer_should_delete,
+                                             find_pending_claimants, inventory_from_changes, inventory_refs, prune,
+                                             stale_objects)
+from controllers.kustomize.inventory import finalize as prune_on_delete
+from controllers.runtime import conditions as cond
+from controllers.runtime.apply import (FIELD_MANAGER, SKIPPED, UNKNOWN, ApplyError, ChangeSet, ObjectRef,
+                                       ResourceManager, kustomization_apply_options)
+from controllers.runtime.controller import ReconcileContext, Reconciler, Watch
+from controllers.runtime.kube import KubeClient, KubeConfigError, KubeError, NotFound
+from controllers.runtime.outcomes import ReconcileError, RetryableError, StalledError, Success, Waiting
+
+#: The kinds a Kustomization takes its artifact from, by Kind.
+SOURCE_KINDS = {k.kind: k for k in (OCI_REPOSITORY, GIT_REPOSITORY, BUCKET, EXTERNAL_ARTIFACT)}
+ACCESS_DENIED_REASON = "AccessDenied"
+TERMINAL_ERROR_MESSAGE = "Reconciliation failed terminally due to configuration error"
+ORIGIN_REVISION_KEY = "org.opencontainers.image.revision"
+HISTORY_MAX_SIZE = 5
+#: event metadata keys (Flux's eventv1), prefixed with the API group
+REVISION_KEY, ORIGIN_REVISION_META_KEY = f"{meta.KUSTOMIZE_GROUP}/revision", f"{meta.KUSTOMIZE_GROUP}/originRevision"
+COMMIT_STATUS_KEY = f"{meta.KUSTOMIZE_GROUP}/commit_status"
+
+#: Flux 2.7's kustomize-controller feature gates and their defaults.
+FEATURE_GATES = {
+    "CacheSecretsAndConfigMaps": False, "DisableStatusPollerCache": True, "DisableFailFastBehavior": False,
+    "StrictPostBuildSubstitutions": False, "GroupChangeLog": False, "AdditiveCELDependencyCheck": False,
+    "ExternalArtifact": False, "CancelHealthCheckOnNewRevision": False, "DisableConfigWatchers": False,
+    "ObjectLevelWorkloadIdentity": False,
+}
+
+
+def parse_feature_gates(value: str) -> dict[str, bool]:
+    """``A=true,B=false`` over Flux's defaults; ValueError on an unknown gate or value."""
+    gates = dict(FEATURE_GATES)
+    for item in filter(None, (part.strip() for part in (value or "").split(","))):
+        name, sep, flag = item.partition("=")
+        if name not in FEATURE_GATES:
+            raise ValueError(f"unknown feature gate '{name}': known gates are {', '.join(sorted(FEATURE_GATES))}")
+        if not sep or flag.strip().lower() not in ("true", "false"):
+            raise ValueError(f"invalid value of feature gate '{name}': expected true or false")
+        gates[name] = flag.strip().lower() == "true"
+    return gates
+
+
+@dataclasses.dataclass
+class Options:
+    """The kustomize-controller's own settings (its flags)."""
+
+    default_service_account: str = ""
+    """Impersonate this service account (in the Kustomization's namespace) when none is set."""
+    no_cross_namespace_refs: bool = False
+    """Refuse sources in another namespace."""
+    no_remote_bases: bool = False
+    """Refuse remote kustomize bases (only local files of the artifact are built)."""
+    http_retry: int = 9
+    """Retries of a failed artifact download."""
+    sops_age_secret: str = ""
+    """A Secret in the runtime namespace with a fallback age key for SOPS."""
+    runtime_namespace: str = ""
+    disallowed_field_managers: tuple[str, ...] = ()
+    """Field managers whose changes are undone (``--override-manager``)."""
+    insecure_kubeconfig_exec: bool = False
+    """Allow ``user.exec`` in kubeconfigs of remote clusters."""
+    insecure_kubeconfig_tls: bool = False
+    """Allow kubeconfigs of remote clusters to skip TLS verification."""
+    feature_gates: dict[str, bool] = dataclasses.field(default_factory=lambda: dict(FEATURE_GATES))
+    watch_applied: bool = True
+    """Beyond Flux: watch applied objects and correct drift at once (``--watch-applied``)."""
+    health_interval: float = 5.0
+    """Seconds between two health polls (Flux: 5s)."""
+    min_timeout: float = 30.0
+    """The smallest build/apply/health timeout (Flux: 30s)."""
+    handover_grace: float = 300.0
+    """How long pruning waits for another Kustomization to take over a stale object."""
+    handover_requeue: float = 5.0
+    """Seconds before a reconciliation with deferred (hand-over) deletions runs again."""
+
+    def gate(self, name: str) -> bool:
+        return self.feature_gates.get(name, FEATURE_GATES.get(name, False))
+
+
+@dataclasses.dataclass
+class _Applied:
+    """What the last successful full reconciliation applied: enough to re-apply a drifted object alone."""
+
+    generation: int
+    requested_at: str | None
+    revision: str
+    origin_revision: str
+    digest: str
+    objects: dict[ObjectRef, dict]
+    next_full: float
+
+
+@dataclasses.dataclass
+class _HealthCheck:
+    """A running health check that a new revision of its source cancels (CancelHealthCheckOnNewRevision)."""
+
+    source: tuple
+    revision: str
+    cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
+    trigger: str = ""
+
+
+class _Index:
+    """Which objects each Kustomization refers to (sources, dependencies, Secrets, ConfigMaps), from the spec
+    seen at its last reconciliation; answers "who refers to this object?" for the watches."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_key: dict[str, frozenset[tuple]] = {}
+        self._by_ref: dict[tuple, set[str]] = {}
+
+    def update(self, key: str, refs: Iterable[tuple]) -> None:
+        refs = frozenset(refs)
+        with self._lock:
+            for ref in self._by_key.get(key, frozenset()) - refs:
+                self._by_ref.get(ref, set()).discard(key)
+            for ref in refs:
+                self._by_ref.setdefault(ref, set()).add(key)
+            self._by_key[key] = refs
+
+    def remove(self, key: str) -> None:
+        self.update(key, ())
+        with self._lock:
+            self._by_key.pop(key, None)
+
+    def keys_for(self, ref: tuple) -> list[str]:
+        with self._lock:
+            return sorted(self._by_ref.get(ref, ()))
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._by_key
+
+
+def references(obj: Mapping) -> set[tuple]:
+    """The index entries of a Kustomization (see :class:`_Index`)."""
+    ns = dig(obj, "metadata.namespace")
+    spec = obj.get("spec") or {}
+    src = spec.get("sourceRef") or {}
+    refs = {("source", src.get("kind"), src.get("namespace") or ns, src.get("name"))}
+    refs |= {("dependsOn", d.kind, d.namespace, d.name) for d in dependencies_of(KUSTOMIZATION, obj)}
+    if dig(obj, "spec.decryption.secretRef.name"):
+        refs.add(("Secret", ns, dig(obj, "spec.decryption.secretRef.name")))
+    for kind, path in (("Secret", "spec.kubeConfig.secretRef.name"),
+                       ("ConfigMap", "spec.kubeConfig.configMapRef.name")):
+        if dig(obj, path):
+            refs.add((kind, ns, dig(obj, path)))
+    for entry in dig(obj, "spec.postBuild.substituteFrom", []) or []:
+        if entry.get("name"):
+            refs.add((entry.get("kind"), ns, entry["name"]))
+    return refs
+
+
+def artifact_revision_changed(old: dict, new: dict) -> bool:
+    """Flux's SourceRevisionChangePredicate: an artifact appeared, or its revision changed."""
+    before, after = dig(old, "status.artifact"), dig(new, "status.artifact")
+    return after is not None and (before is None or before.get("revision") != after.get("revision"))
+
+
+def upsert_history(status: dict, digest: str, *, reason: str, duration: float, metadata: dict[str, str],
+                   now: str | None = None) -> None:
+    """Flux's History.Upsert: the snapshot with this digest and status moves first (counted), else a new one."""
+    now = now or cond.now()
+    history = [dict(s) for s in status.get("history") or []]
+    for i, snapshot in enumerate(history):
+        if snapshot.get("digest") == digest and snapshot.get("lastReconciledStatus") == reason:
+            snapshot.update(lastReconciled=now, lastReconciledDuration=format_duration(duration),
+                            totalReconciliations=int(snapshot.get("totalReconciliations") or 0) + 1,
+                            metadata=dict(metadata))
+            history.insert(0, history.pop(i))
+            break
+    else:
+        history.insert(0, {"digest": digest, "firstReconciled": now, "lastReconciled": now,
+                           "lastReconciledDuration": format_duration(duration), "lastReconciledStatus": reason,
+                           "totalReconciliations": 1, "metadata": dict(metadata)})
+    status["history"] = history[:HISTORY_MAX_SIZE]
+
+
+class KustomizationReconciler(Reconciler):
+    """Reconciles Kustomizations (see the module docstring)."""
+
+    kind = KUSTOMIZATION
+
+    def __init__(self, options: Options | None = None):
+        self.options = options or Options()
+        self.index = _Index()
+        self.grace = HandoverGrace(self.options.handover_grace)
+        self.drift: DriftWatcher | None = None
+        self._controller = None
+        self._lock = threading.Lock()
+        self._applied: dict[str, _Applied] = {}
+        self._waiting: set[str] = set()
+        self._health: dict[str, _HealthCheck] = {}
+        self._impersonated: dict[str, KubeClient] = {}
+
+    # ------------------------------------------------------------------ wiring
+
+    def watches(self) -> list[Watch]:
+        """Sources (a new artifact revision), and Secrets/ConfigMaps labelled ``reconcile.fluxcd.io/watch:
+        Enabled`` that a Kustomization reads."""
+        kinds = [OCI_REPOSITORY, GIT_REPOSITORY, BUCKET]
+        if self.options.gate("ExternalArtifact"):
+            kinds.append(EXTERNAL_ARTIFACT)
+        watches = [Watch(k, self._source_changed(k.kind), predicate=artifact_revision_changed) for k in kinds]
+        if not self.options.gate("DisableConfigWatchers"):
+            selector = f"{meta.WATCH_LABEL}={meta.WATCH_LABEL_ENABLED}"
+            for rt in (CONFIGMAP, SECRET):
+                watches.append(Watch(rt, self._config_changed(rt.kind), label_selector=selector))
+        return watches
+
+    def _source_changed(self, kind: str):
+        def keys(source: dict) -> list[str]:
+            ref = ("source", kind, dig(source, "metadata.namespace"), dig(source, "metadata.name"))
+            revision = dig(source, "status.artifact.revision")
+            with self._lock:
+                for check in self._health.values():
+                    if check.source == ref and revision and revision != check.revision:
+                        check.trigger = f"{kind}/{ref[2]}/{ref[3]}"
+                        check.cancel.set()
+            return self.index.keys_for(ref)
+        return keys
+
+    def _config_changed(self, kind: str):
+        def keys(obj: dict) -> list[str]:
+            return self.index.keys_for((kind, dig(obj, "metadata.namespace"), dig(obj, "metadata.name")))
+        return keys
+
+    def leader_runnables(self) -> list:
+        """The drift watcher, stopped with the controllers (its watches start as inventories are seen)."""
+        return [self]
+
+    def start(self) -> None:
+        if self.drift is not None:
+            self.drift.start()
+
+    def stop(self) -> None:
+        """Stop the watches of applied objects."""
+        if self.drift is not None:
+            self.drift.stop()
+
+    def _drift_watcher(self, ctx: ReconcileContext) -> DriftWatcher | None:
+        if not self.options.watch_applied:
+            return None
+        with self._lock:
+            self._controller = ctx.controller
+            if self.drift is None:
+                self.drift = DriftWatcher(ctx.kube, self._on_drift, own_managers=(FIELD_MANAGER,),
+                                          log=ctx.controller.log.with_values(watch="applied-objects"))
+            return self.drift
+
+    def _on_drift(self, key: str) -> None:
+        controller = self._controller
+        if controller is not None and key in self.index:
+            controller.enqueue(key)
+
+    # ------------------------------------------------------------------ settings of one object
+
+    def _timeout(self, obj: Mapping) -> float:
+        """Flux's GetTimeout: ``spec.timeout``, else the interval minus 30s; at least 30s."""
+        value = dig(obj, "spec.timeout")
+        seconds = parse_duration(value) if value else _interval(obj) - 30.0
+        return max(seconds, self.options.min_timeout)
+
+    def _retry_interval(self, obj: Mapping) -> float:
+        value = dig(obj, "spec.retryInterval")
+        return parse_duration(value) if value else _interval(obj)
+
+    # ------------------------------------------------------------------ reconcile
+
+    def reconcile(self, ctx: ReconcileContext, obj: dict) -> Success:
+        self.index.update(ctx.key, references(obj))
+        try:
+            return self._reconcile(ctx, obj)
+        except Waiting:
+            raise
+        except DependencyCycle as exc:
+            exc.requeue_after = ctx.requeue_dependency  # re-check: the cycle may be broken elsewhere
+            raise
+        except ReconcileError as exc:
+            if isinstance(exc, RetryableError) and exc.requeue_after is None:
+                exc.requeue_after = self._retry_interval(obj)  # Flux retries failures at the retry interval
+            raise
+
+    def _reconcile(self, ctx: ReconcileContext, obj: dict) -> Success:
+        started = time.monotonic()
+        spec = obj.get("spec") or {}
+        try:
+            evaluators = compile_health_check_exprs(spec.get("healthCheckExprs"))
+        except InvalidCELExpression as exc:
+            raise StalledError(f"{TERMINAL_ERROR_MESSAGE}: {exc.message}", reason=exc.reason) from None
+        if dig(obj, "spec.decryption.serviceAccountName") and not self.options.gate("ObjectLevelWorkloadIdentity"):
+            raise StalledError("to use spec.decryption.serviceAccountName for decryption authentication please "
+                               "enable the ObjectLevelWorkloadIdentity feature gate in the controller",
+                               reason=meta.FEATURE_GATE_DISABLED_REASON)
+        source = self._source(ctx, obj)
+        artifact = dig(source, "status.artifact")
+        if not artifact:
+            raise Waiting(f"Source artifact not found, retrying in {format_duration(ctx.requeue_dependency)}",
+                          reason=meta.ARTIFACT_FAILED_REASON)
+        revision = artifact.get("revision", "")
+        corrected = self._correct_drift(ctx, obj, revision)
+        if corrected is not None:
+            return corrected
+        if spec.get("dependsOn"):
+            try:
+                check_dependencies(ctx.kube, KUSTOMIZATION, obj, source_revision=revision,
+                                   additive_cel=self.options.gate("AdditiveCELDependencyCheck"),
+                                   resolver=CachingResolver(ctx.kube))
+            except Waiting:
+                with self._lock:
+                    self._waiting.add(ctx.key)
+                raise
+            ctx.log.info("All dependencies are ready, proceeding with reconciliation")
+        with self._lock:
+            self._waiting.discard(ctx.key)
+        return self._apply_revision(ctx, obj, source, artifact, evaluators, started)
+
+    def _source(self, ctx: ReconcileContext, obj: dict) -> dict:
+        ref = dig(obj, "spec.sourceRef") or {}
+        own_ns = obj["metadata"]["namespace"]
+        kind, name, namespace = ref.get("kind", ""), ref.get("name", ""), ref.get("namespace") or own_ns
+        if self.options.no_cross_namespace_refs and namespace != own_ns:
+            raise StalledError(f"can't access '{kind}/{namespace}/{name}', cross-namespace references have been "
+                               "blocked", reason=ACCESS_DENIED_REASON)
+        if kind == EXTERNAL_ARTIFACT.kind and not self.options.gate("ExternalArtifact"):
+            raise StalledError(f"can't access '{kind}/{namespace}/{name}', ExternalArtifact feature gate is "
+                               "disabled", reason=ACCESS_DENIED_REASON)
+        rt = SOURCE_KINDS.get(kind)
+        if rt is None:
+            raise RetryableError(f"source `{name}` kind '{kind}' not supported", reason=meta.ARTIFACT_FAILED_REASON)
+        try:
+            return ctx.kube.get(rt, name, namespace)
+        except NotFound as exc:
+            ctx.log.info(f"Source '{kind}/{namespace}/{name}' not found")
+            raise Waiting(exc.message, reason=meta.ARTIFACT_FAILED_REASON,
+                          requeue_after=self._retry_interval(obj)) from None
+        except KubeError as exc:
+            raise RetryableError(f"unable to get source '{namespace}/{name}': {exc.message}",
+                                 reason=meta.ARTIFACT_FAILED_REASON) from None
+
+    # ------------------------------------------------------------------ the full reconciliation
+
+    def _apply_revision(self, ctx: ReconcileContext, obj: dict, source: dict, artifact: dict,
+                        evaluators: dict, started: float) -> Success:
+        spec, status = obj.get("spec") or {}, obj.setdefault("status", {})
+        name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        revision = artifact.get("revision", "")
+        origin = (artifact.get("metadata") or {}).get(ORIGIN_REVISION_KEY, "")
+        annotations = _revision_annotations(revision, origin)
+        timeout = self._timeout(obj)
+        took = format_duration(timeout)
+        watcher = self._drift_watcher(ctx)
+        if watcher is not None:
+            watcher.take(ctx.key)  # this run re-applies everything
+        ctx.progress(f"Fetching manifests for revision {revision} with a timeout of {took}")
+        old_inventory = copy.deepcopy(status.get("inventory"))
+
+        with tempfile.TemporaryDirectory(prefix="kustomization-") as tmp:
+            try:
+                fetch_artifact(artifact, tmp, timeout=timeout, retries=self.options.http_retry,
+                               hostname=_localhost_override(artifact))
+            except ArtifactError as exc:
+                if exc.message == "file not found":
+                    raise Waiting(f"Source is not ready, artifact not found, retrying in "
+                                  f"{format_duration(ctx.requeue_dependency)}",
+                                  reason=meta.ARTIFACT_FAILED_REASON) from None
+                raise
+            resolve_path(Path(tmp), spec.get("path") or "")
+            status["lastAttemptedRevision"] = revision
+            ctx.progress(f"Building manifests for revision {revision} with a timeout of {took}")
+            client, remote = self._target_client(ctx, obj)
+            result = build(tmp, spec, name=name, namespace=namespace, kube=ctx.kube,
+                           strict_substitution=self.options.gate("StrictPostBuildSubstitutions"),
+                           no_remote_bases=self.options.no_remote_bases,
+                           sops_age_secret=self._sops_age_secret(), timeout=timeout)
+
+        history_meta = {"revision": revision, **({"originRevision": origin} if origin else {})}
+        objects = result.objects
+        manager = ResourceManager(client)
+        manager.set_owner_labels(objects, name, namespace)
+        ctx.progress(f"Detecting drift for revision {revision} with a timeout of {took}")
+        options = kustomization_apply_options(force=bool(spec.get("force")), wait_timeout=timeout,
+                                              disallowed_field_managers=self.options.disallowed_field_managers)
+        live = watcher.live if watcher is not None and not remote else None
+        try:
+            changes = manager.apply_all_staged(objects, options, live=live) if objects else ChangeSet()
+        except (ApplyError, KubeError) as exc:  # a KubeError: a request outside the dry run/apply (RBAC on a GET)
+            upsert_history(status, result.digest, reason=meta.RECONCILIATION_FAILED_REASON,
+                           duration=time.monotonic() - started, metadata=history_meta)
+            raise RetryableError(exc.message, reason=meta.RECONCILIATION_FAILED_REASON) from None
+        changed = changes.changed()
+        if changes:
+            grouped = self.options.gate("GroupChangeLog")
+            ctx.log.info("server-side apply completed", output=changes.to_grouped_map() if grouped
+                         else changes.to_map(), revision=revision)
+        if changed:
+            ctx.event("Normal", _ready_reason(obj), str(changed), annotations)
+
+        skipped = [e.ref for e in changes if e.action == SKIPPED]
+        new_inventory = inventory_from_changes(changes)
+        stale = stale_objects(old_inventory, new_inventory, skipped)
+        status["inventory"] = new_inventory
+        pruned = PruneResult()
+        if spec.get("prune") and stale:
+            owner = manager.owner(name, namespace)
+            try:
+                pruned = prune(manager, stale, owner, claimants=_claimants(ctx, owner), grace=self.grace)
+            except PruneError as exc:
+                survivors = [e.ref for e in exc.changes if e.action == UNKNOWN]
+                status["inventory"] = inventory_from_changes(changes, extra=survivors)
+                upsert_history(status, result.digest, reason=meta.PRUNE_FAILED_REASON,
+                               duration=time.monotonic() - started, metadata=history_meta)
+                raise RetryableError(exc.message, reason=meta.PRUNE_FAILED_REASON) from None
+            if pruned.changes:
+                ctx.log.info(f"garbage collection completed: {pruned.changes}")
+                ctx.event("Normal", _ready_reason(obj), str(pruned.changes), annotations)
+            if pruned.deferred:
+                status["inventory"] = inventory_from_changes(changes, extra=pruned.deferred)
+                ctx.log.info(pruned.deferred_message)
+
+        is_new_revision = revision != status.get("lastAppliedRevision")
+        try:
+            self._check_health(ctx, obj, client, evaluators, changes, revision, annotations,
+                               is_new_revision=is_new_revision, drifted=bool(changed), timeout=timeout)
+        except HealthCheckFailed:
+            upsert_history(status, result.digest, reason=meta.HEALTH_CHECK_FAILED_REASON,
+                           duration=time.monotonic() - started, metadata=history_meta)
+            raise
+
+        status["lastAppliedRevision"] = revision
+        if origin:
+            status["lastAppliedOriginRevision"] = origin
+        else:
+            status.pop("lastAppliedOriginRevision", None)
+        cond.mark_true(obj, cond.READY, meta.RECONCILIATION_SUCCEEDED_REASON, f"Applied revision: {revision}")
+        elapsed = time.monotonic() - started
+        upsert_history(status, result.digest, reason=meta.RECONCILIATION_SUCCEEDED_REASON, duration=elapsed,
+                       metadata=history_meta)
+        self._remember(ctx, obj, watcher, remote, objects, changes, revision, origin, result.digest)
+        interval = format_duration(_interval(obj))
+        message = f"Reconciliation finished in {format_duration(time.monotonic() - started)}, next run in {interval}"
+        ctx.event("Normal", meta.RECONCILIATION_SUCCEEDED_REASON, message,
+                  {**_revision_annotations(revision, origin), COMMIT_STATUS_KEY: "update"})
+        self._wake_dependents(ctx, obj)
+        return Success(f"Applied revision: {revision}", reason=meta.RECONCILIATION_SUCCEEDED_REASON, notify=False,
+                       requeue_after=self.options.handover_requeue if pruned.deferred else None)
+
+    def _check_health(self, ctx: ReconcileContext, obj: dict, client: KubeClient, evaluators: dict,
+                      changes: ChangeSet, revision: str, annotations: dict[str, str], *, is_new_revision: bool,
+                      drifted: bool, timeout: float) -> None:
+        spec = obj.get("spec") or {}
+        refs = health_check_refs(obj, changes.refs()) if spec.get("wait") or spec.get("healthChecks") else []
+        if not refs:
+            cond.delete(obj, meta.HEALTHY)
+            return
+        was_healthy = cond.is_true(obj, meta.HEALTHY)
+        message = f"Running health checks for revision {revision} with a timeout of {format_duration(timeout)}"
+        cond.mark_reconciling(obj, cond.PROGRESSING, message)
+        cond.mark_unknown(obj, meta.HEALTHY, cond.PROGRESSING, message)
+        ctx.patch_status()
+        running = None
+        if self.options.gate("CancelHealthCheckOnNewRevision"):
+            ref = dig(obj, "spec.sourceRef") or {}
+            running = _HealthCheck(
+                ("source", ref.get("kind"), ref.get("namespace") or obj["metadata"]["namespace"], ref.get("name")),
+                revision)
+            with self._lock:
+                self._health[ctx.key] = running
+        try:
+            result = check_health(StatusReader(client, evaluators), refs, timeout=timeout,
+                                  interval=self.options.health_interval,
+                                  fail_fast=not self.options.gate("DisableFailFastBehavior"),
+                                  cancel=running.cancel if running else None)
+        finally:
+            with self._lock:
+                self._health.pop(ctx.key, None)
+        if result.cancelled:
+            what = running.trigger or "a new source revision"
+            ctx.event("Normal", _ready_reason(obj), f"Health checks canceled due to new reconciliation triggered by "
+                      f"{what}", annotations)
+            raise RetryableError(f"New reconciliation triggered by {what}", reason=meta.HEALTH_CHECK_CANCELED_REASON,
+                                 requeue_after=0.0)
+        if not result.healthy:
+            failure = HealthCheckFailed(result)
+            cond.mark_false(obj, meta.HEALTHY, meta.HEALTH_CHECK_FAILED_REASON, result.message)
+            raise failure
+        passed = f"Health check passed in {format_duration(result.elapsed)}"
+        if not was_healthy or (is_new_revision and drifted):
+            ctx.event("Normal", _ready_reason(obj), passed, annotations)
+        cond.mark_true(obj, meta.HEALTHY, meta.SUCCEEDED_REASON, passed)
+        ctx.patch_status()
+
+    def _remember(self, ctx: ReconcileContext, obj: dict, watcher: DriftWatcher | None, remote: bool,
+                  objects: list[dict], changes: ChangeSet, revision: str, origin: str, digest: str) -> None:
+        """Keep what was applied (for drift corrections) and watch it."""
+        if watcher is None or remote:
+            if watcher is not None:
+                watcher.forget(ctx.key)
+            with self._lock:
+                self._applied.pop(ctx.key, None)
+            return
+        built = {ObjectRef.from_object(o): o for o in objects}
+        cluster_scoped = {(r.group, r.kind, r.name): o for r, o in built.items()}
+        applied = {}
+        for entry in changes:
+            if entry.action != SKIPPED:
+                found = built.get(entry.ref) or cluster_scoped.get((entry.ref.group, entry.ref.kind, entry.ref.name))
+                if found is not None:
+                    applied[entry.ref] = found
+        meta_ = obj["metadata"]
+        with self._lock:
+            self._applied[ctx.key] = _Applied(
+                generation=int(meta_.get("generation") or 0),
+                requested_at=(meta_.get("annotations") or {}).get(meta.RECONCILE_REQUEST_ANNOTATION),
+                revision=revision, origin_revision=origin, digest=digest, objects=applied,
+                next_full=time.monotonic() + _interval(obj))
+        watcher.track(ctx.key, inventory_refs(obj["status"].get("inventory")))
+
+    def _wake_dependents(self, ctx: ReconcileContext, obj: dict) -> None:
+        """Queue the Kustomizations waiting for this one (Flux polls them every --requeue-dependency)."""
+        ref = ("dependsOn", KUSTOMIZATION.kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
+        for key in self.index.keys_for(ref):
+            with self._lock:
+                waiting = key in self._waiting
+            if waiting:
+                ctx.enqueue(key)
+
+    # ------------------------------------------------------------------ drift corrections (beyond Flux)
+
+    def _correct_drift(self, ctx: ReconcileContext, obj: dict, revision: str) -> Success | None:
+        """Re-apply just the objects changed by someone else, when nothing else asks for a full run; None
+        means: run the full reconciliation."""
+        watcher = self.drift if self.options.watch_applied else None
+        if watcher is None or not watcher.pending(ctx.key):
+            return None
+        meta_ = obj["metadata"]
+        with self._lock:
+            applied = self._applied.get(ctx.key)
+        now = time.monotonic()
+        if (applied is None or not cond.is_ready(obj) or applied.revision != revision
+                or applied.generation != int(meta_.get("generation") or 0)
+                or applied.requested_at != (meta_.get("annotations") or {}).get(meta.RECONCILE_REQUEST_ANNOTATION)
+                or now >= applied.next_full):
+            return None
+        drifted = watcher.take(ctx.key)
+        objects = [applied.objects[ref] for ref in sorted(drifted, key=ObjectRef.sort_key) if ref in applied.objects]
+        started = time.monotonic()
+        if objects:
+            client, _ = self._target_client(ctx, obj)
+            manager = ResourceManager(client)
+            options = kustomization_apply_options(force=bool(dig(obj, "spec.force")), wait_timeout=self._timeout(obj),
+                                                  disallowed_field_managers=self.options.disallowed_field_managers)
+            try:
+                changes = manager.apply_all_staged(copy.deepcopy(objects), options)
+            except ApplyError as exc:
+                ctx.log.error("drift correction failed, running a full reconciliation", error=exc.message)
+                return None
+            changed = changes.changed()
+            if changed:
+                ctx.log.info("drift corrected", output=changed.to_map(), revision=revision)
+                ctx.event("Normal", _ready_reason(obj), str(changed),
+                          _revision_annotations(revision, applied.origin_revision))
+                history_meta = {"revision": revision,
+                                **({"originRevision": applied.origin_revision} if applied.origin_revision else {})}
+                upsert_history(obj.setdefault("status", {}), applied.digest,
+                               reason=meta.RECONCILIATION_SUCCEEDED_REASON, duration=time.monotonic() - started,
+                               metadata=history_meta)
+        return Success(f"Applied revision: {revision}", reason=meta.RECONCILIATION_SUCCEEDED_REASON, notify=False,
+                       requeue_after=max(applied.next_full - time.monotonic(), 1.0))
+
+    # ------------------------------------------------------------------ tenancy
+
+    def _target_client(self, ctx: ReconcileContext, obj: Mapping) -> tuple[KubeClient, bool]:
+        """The client that applies: the controller's, a remote cluster's (``kubeConfig``), impersonating the
+        service account (``serviceAccountName``, else ``--default-service-account``); and whether remote."""
+        namespace = obj["metadata"]["namespace"]
+        account = dig(obj, "spec.serviceAccountName") or self.options.default_service_account
+        user = f"system:serviceaccount:{namespace}:{account}" if account else ""
+        if dig(obj, "spec.kubeConfig"):
+            try:
+                remote = self._remote_client(ctx.kube, dig(obj, "spec.kubeConfig"), namespace)
+            except (KubeError, KubeConfigError, ValueError) as exc:
+                raise RetryableError(str(getattr(exc, "message", "") or exc),
+                                     reason=meta.RECONCILIATION_FAILED_REASON) from None
+            return (remote.impersonate(user) if user else remote), True
+        if not user:
+            return ctx.kube, False
+        with self._lock:
+            client = self._impersonated.get(user)
+            if client is None:
+                client = self._impersonated[user] = ctx.kube.impersonate(user)
+        return client, False
+
+    def _remote_client(self, kube: KubeClient, ref: Mapping, namespace: str) -> KubeClient:
+        """A client for the kubeconfig in ``kubeConfig.secretRef`` (key ``value``/``value.yaml`` by default);
+        only inline credentials are used, exec plugins and disabled TLS checks only when allowed."""
+        secret_ref = ref.get("secretRef") or {}
+        if not secret_ref.get("name"):
+            raise ValueError("invalid .spec.kubeConfig, neither .spec.kubeConfig.provider nor "
+                             ".spec.kubeConfig.secretRef is set (cloud provider kubeconfigs are not supported)")
+        where = f"{namespace}/{secret_ref['name']}"
+        try:
+            secret = kube.get(SECRET, secret_ref["name"], namespace)
+        except KubeError as exc:
+            raise ValueError(f"unable to read KubeConfig secret '{where}' error: {exc.message}") from None
+        data = secret.get("data") or {}
+        key = secret_ref.get("key")
+        if key:
+            if key not in data:
+                raise ValueError(f"KubeConfig secret '{where}' does not contain a '{key}' key with a kubeconfig")
+        else:
+            key = next((k for k in ("value", "value.yaml") if k in data), None)
+            if key is None:
+                raise ValueError(f"KubeConfig secret '{where}' does not contain a 'value' key with a kubeconfig")
+        try:
+            config = yaml.safe_load(base64.b64decode(data[key]))
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ValueError(f"KubeConfig secret '{where}' holds no valid kubeconfig: {exc}") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"KubeConfig secret '{where}' holds no valid kubeconfig")
+        config = restrict_kubeconfig(config, allow_exec=self.options.insecure_kubeconfig_exec,
+                                     allow_insecure_tls=self.options.insecure_kubeconfig_tls)
+        fd, path = tempfile.mkstemp(prefix="kubeconfig-", suffix=".yaml")
+        try:
+            with os.fdopen(fd, "w") as f:
+                yaml.safe_dump(config, f)
+            return KubeClient.from_kubeconfig(path)
+        finally:
+            os.unlink(path)
+
+    def _sops_age_secret(self) -> tuple[str, str] | None:
+        name, namespace = self.options.sops_age_secret, self.options.runtime_namespace
+        return (namespace, name) if name and namespace else None
+
+    # ------------------------------------------------------------------ deletion
+
+    def finalize(self, ctx: ReconcileContext, obj: dict) -> None:
+        """Prune the inventory as ``deletionPolicy`` says (deferred while a renamed Kustomization may still
+        take objects over: the finalizer stays and this runs again)."""
+        key = ctx.key
+        if self.drift is not None:
+            self.drift.forget(key)
+        with self._lock:
+            self._applied.pop(key, None)
+            self._waiting.discard(key)
+        self.index.remove(key)
+        if not finalizer_should_delete(obj):
+            return
+        revision = dig(obj, "status.lastAppliedRevision", "")
+        annotations = _revision_annotations(revision, dig(obj, "status.lastAppliedOriginRevision", ""))
+        account = dig(obj, "spec.serviceAccountName") or self.options.default_service_account
+        if account and not _exists(ctx.kube, SERVICE_ACCOUNT, account, obj["metadata"]["namespace"]):
+            listing = "\n".join(r.subject for r in inventory_refs(dig(obj, "status.inventory")))
+            ctx.log.error("skiping pruning, failed to find account to impersonate")
+            ctx.event("Warning", _ready_reason(obj), f"unable to prune objects: \n{listing}", annotations)
+            return
+        client, _ = self._target_client(ctx, obj)
+        manager = ResourceManager(client)
+        owner = manager.owner(obj["metadata"]["name"], obj["metadata"]["namespace"])
+        try:
+            result = prune_on_delete(manager, obj, claimants=_claimants(ctx, owner), grace=self.grace,
+                                     timeout=self._timeout(obj))
+        except PruneError:
+            ctx.event("Warning", _ready_reason(obj), "pruning for deleted resource failed", annotations)
+            raise
+        if result.changes:
+            ctx.event("Normal", _ready_reason(obj), str(result.changes), annotations)
+        if result.termination_error:
+            ctx.log.error("failed to wait for resources termination", error=result.termination_error)
+            ctx.event("Warning", _ready_reason(obj), "failed to wait for resources termination", annotations)
+        if result.deferred:
+            raise RetryableError(result.deferred_message, reason=meta.PRUNE_FAILED_REASON)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def _interval(obj: Mapping) -> float:
+    value = dig(obj, "spec.interval")
+    try:
+        return parse_duration(value) if value else 600.0
+    except ValueError:
+        return 600.0
+
+
+def _claimants(ctx: ReconcileContext, owner) -> list[str]:
+    """The Kustomizations that may still take over stale objects of ``owner``: pending ones this controller
+    reconciles (those outside its scope — another shard, another namespace — are not waited for)."""
+    informer = ctx.controller.informer
+    return [key for key in find_pending_claimants(ctx.kube, owner) if informer.get(key) is not None]
+
+
+def _ready_reason(obj: Mapping) -> str:
+    """Flux's event reason: the Ready condition's reason at the time (Progressing during a reconciliation)."""
+    return cond.reason_of(obj, cond.READY) or "info"
+
+
+def _revision_annotations(revision: str, origin: str) -> dict[str, str]:
+    out = {REVISION_KEY: revision} if revision else {}
+    if origin:
+        out[ORIGIN_REVISION_META_KEY] = origin
+    return out
+
+
+def _localhost_override(artifact: Mapping) -> str | None:
+    """Flux's ``SOURCE_CONTROLLER_LOCALHOST`` (``SOURCE_WATCHER_LOCALHOST`` for source-watcher artifacts)."""
+    if "//source-watcher" in str(artifact.get("url", "")):
+        return os.environ.get("SOURCE_WATCHER_LOCALHOST") or None
+    return os.environ.get("SOURCE_CONTROLLER_LOCALHOST") or None
+
+
+def _exists(kube: KubeClient, rt, name: str, namespace: str) -> bool:
+    try:
+        kube.get(rt, name, namespace)
+        return True
+    except NotFound:
+        return False
+
+
+_FILE_KEYS = {"clusters": ("certificate-authority",),
+              "users": ("client-certificate", "client-key", "tokenFile", "token-file")}
+
+
+def restrict_kubeconfig(config: dict, *, allow_exec: bool = False, allow_insecure_tls: bool = False) -> dict:
+    """A kubeconfig of a remote cluster as Flux uses it: inline data only (no paths into the controller's
+    file system), no ``exec`` plugin or ``insecure-skip-tls-verify`` unless allowed."""
+    config = copy.deepcopy(config)
+    for section, keys in _FILE_KEYS.items():
+        for entry in config.get(section) or []:
+            body = (entry or {}).get(section[:-1]) or {}
+            for k in keys:
+                body.pop(k, None)
+            if section == "users" and not allow_exec:
+                body.pop("exec", None)
+            if section == "clusters" and not allow_insecure_tls:
+                body.pop("insecure-skip-tls-verify", None)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------- flags
+
+def _bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.strip().lower() in ("1", "t", "true", "yes", "y"):
+        return True
+    if value.strip().lower() in ("0", "f", "false", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}")
+
+
+def _gates(value: str) -> dict[str, bool]:
+    try:
+        return parse_feature_gates(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The kustomize-controller's own flags (Flux's names and defaults; ``--requeue-dependency`` is common)."""
+    flag = parser.add_argument
+
+    def bool_flag(name: str, default: bool, help_: str) -> None:
+        flag(name, type=_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help_)
+
+    flag("--default-service-account", default="", help="Default service account used for impersonation.")
+    bool_flag("--no-cross-namespace-refs", False, "When set to true, references between custom resources are "
+              "allowed only if the reference and the referee are in the same namespace.")
+    bool_flag("--no-remote-bases", False, "Disallow remote bases usage in Kustomize overlays. When this flag is "
+              "enabled, all resources must refer to local files included in the source artifact.")
+    flag("--http-retry", type=int, default=9, help="The maximum number of retries when failing to fetch artifacts "
+         "over HTTP.")
+    flag("--sops-age-secret", default="", help="The name of a Kubernetes secret in the RUNTIME_NAMESPACE "
+         "containing a SOPS age decryption key for fallback usage.")
+    flag("--override-manager", action="append", default=[], help="Field manager disallowed to perform changes on "
+         "managed resources.")
+    flag("--concurrent-ssa", type=int, default=4, help="The number of concurrent server-side apply operations.")
+    bool_flag("--insecure-kubeconfig-exec", False, "Allow use of the user.exec section in kubeconfigs provided for "
+              "remote apply.")
+    bool_flag("--insecure-kubeconfig-tls", False, "Allow that kubeconfigs provided for remote apply can disable "
+              "TLS verification.")
+    flag("--feature-gates", type=_gates, default=dict(FEATURE_GATES),
+         help="A comma separated list of key=value pairs defining the state of experimental features.")
+    bool_flag("--watch-applied", True, "Watch the applied objects and correct drift as soon as it happens "
+              "(fluxpy; Flux corrects drift at the next interval).")
+
+
+def new_reconciler(args: argparse.Namespace) -> KustomizationReconciler:
+    """Factory for ``controllers.components`` (kustomize-controller)."""
+    return KustomizationReconciler(Options(
+        default_service_account=getattr(args, "default_service_account", ""),
+        no_cross_namespace_refs=bool(getattr(args, "no_cross_namespace_refs", False)),
+        no_remote_bases=bool(getattr(args, "no_remote_bases", False)),
+        http_retry=int(getattr(args, "http_retry", 9)),
+        sops_age_secret=getattr(args, "sops_age_secret", ""),
+        runtime_namespace=os.environ.get("RUNTIME_NAMESPACE", ""),
+        disallowed_field_managers=tuple(getattr(args, "override_manager", ()) or ()),
+        insecure_kubeconfig_exec=bool(getattr(args, "insecure_kubeconfig_exec", False)),
+        insecure_kubeconfig_tls=bool(getattr(args, "insecure_kubeconfig_tls", False)),
+        feature_gates=dict(getattr(args, "feature_gates", None) or FEATURE_GATES),
+        watch_applied=bool(getattr(args, "watch_applied", True)),
+    ))
