@@ -68,6 +68,7 @@ from controllers.runtime.apply import (FIELD_MANAGER, SKIPPED, UNKNOWN, ApplyErr
 from controllers.runtime.controller import ReconcileContext, Reconciler, Watch
 from controllers.runtime.kube import KubeClient, KubeConfigError, KubeError, NotFound
 from controllers.runtime.outcomes import ReconcileError, RetryableError, StalledError, Success, Waiting
+from controllers.runtime.predicates import artifact_revision_changed
 
 #: The kinds a Kustomization takes its artifact from, by Kind.
 SOURCE_KINDS = {k.kind: k for k in (OCI_REPOSITORY, GIT_REPOSITORY, BUCKET, EXTERNAL_ARTIFACT)}
@@ -210,12 +211,6 @@ def references(obj: Mapping) -> set[tuple]:
         if entry.get("name"):
             refs.add((entry.get("kind"), ns, entry["name"]))
     return refs
-
-
-def artifact_revision_changed(old: dict, new: dict) -> bool:
-    """Flux's SourceRevisionChangePredicate: an artifact appeared, or its revision changed."""
-    before, after = dig(old, "status.artifact"), dig(new, "status.artifact")
-    return after is not None and (before is None or before.get("revision") != after.get("revision"))
 
 
 def upsert_history(status: dict, digest: str, *, reason: str, duration: float, metadata: dict[str, str],

@@ -1,8 +1,8 @@
 """The extracted source tree as kustomize sees it: kustomization files, paths confined to the root, remote
 references, and YAML read and written the way Flux's Go libraries do.
 
-- :func:`secure_join` resolves a path inside the root as Flux's securejoin does: ``..`` and symlinks never
-  leave it (they are clamped to it).
+- :func:`secure_join` (``controllers.source.storage``'s, re-exported) resolves a path inside the root as
+  Flux's securejoin does: ``..`` and symlinks never leave it (they are clamped to it).
 - :func:`kustomizations` walks a kustomization and the local directories its ``resources``/``components``
   name; :func:`file_references` and :func:`plugin_references` list every path one kustomization (and its
   generator/transformer configurations) makes kustomize read.
@@ -23,9 +23,10 @@ from typing import Any, Iterator
 
 import yaml
 
+from controllers.source.storage import secure_join  # noqa: F401 - re-exported: build and decrypt use it
+
 #: The file names kustomize recognises, in its order of preference.
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-MAX_SYMLINKS = 255
 
 
 # ----------------------------------------------------------------------------------------------- paths
@@ -34,34 +35,6 @@ def inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:
     """Whether ``path`` (symlinks resolved) is ``root`` or below it."""
     root, path = os.path.realpath(root), os.path.realpath(path)
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def secure_join(root: str | os.PathLike, unsafe: str) -> Path:
-    """``root/unsafe`` with ``..`` and symlinks (relative or absolute) resolved without leaving ``root``."""
-    root = Path(os.path.realpath(root))
-    parts: list[str] = []
-    pending = unsafe.replace("\\", "/").split("/")
-    links = 0
-    while pending:
-        part = pending.pop(0)
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        candidate = root.joinpath(*parts, part)
-        if candidate.is_symlink():
-            links += 1
-            if links > MAX_SYMLINKS:
-                raise OSError(f"too many symlinks resolving {unsafe!r}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                parts = []
-            pending = target.split("/") + pending
-            continue
-        parts.append(part)
-    return root.joinpath(*parts)
 
 
 def relative(root: str | os.PathLike, path: str | os.PathLike) -> str:

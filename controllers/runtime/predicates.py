@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 from controllers.api.meta import RECONCILE_REQUEST_ANNOTATION
+from controllers.api.objects import dig
 
 Predicate = Callable[[dict, dict], bool]
 
@@ -40,6 +41,13 @@ def annotations_changed(old: dict, new: dict) -> bool:
 
 def resource_version_changed(old: dict, new: dict) -> bool:
     return _meta(old).get("resourceVersion") != _meta(new).get("resourceVersion")
+
+
+def artifact_revision_changed(old: dict, new: dict) -> bool:
+    """A source got its first artifact or a new revision (Flux's SourceRevisionChangePredicate): what makes
+    the objects built from a source (HelmCharts, ArtifactGenerators) reconcile."""
+    revision = dig(new, "status.artifact.revision")
+    return bool(revision) and dig(old, "status.artifact.revision") != revision
 
 
 def any_of(*predicates: Predicate) -> Predicate:

@@ -22,8 +22,6 @@ import shutil
 import time
 from pathlib import Path
 
-from controllers.api.duration import parse_duration
-from controllers.api.objects import dig
 from controllers.api.source import BUCKET
 from controllers.runtime import conditions as cond
 from controllers.runtime.controller import ReconcileContext
@@ -35,7 +33,6 @@ from controllers.source.s3client import S3Client, S3Error
 BUCKET_OPERATION_FAILED = "BucketOperationFailed"
 #: Parallel downloads (Flux bounds its goroutines at 100; threads cost more).
 MAX_CONCURRENT_FETCHES = 16
-DEFAULT_TIMEOUT = 60.0
 
 
 class UnsafeObjectKey(ValueError):
@@ -81,7 +78,7 @@ class BucketReconciler(common.SourceReconciler):
             shutil.rmtree(workdir, ignore_errors=True)
         bucket = obj["spec"]["bucketName"]
         common.notify(ctx, old, obj, f"stored artifact with {len(index)} fetched files from '{bucket}' bucket")
-        return stored(obj)
+        return common.stored(obj, f"stored artifact: revision '{common.artifact_of(obj)['revision']}'")
 
     def _client(self, ctx: ReconcileContext, obj: dict) -> S3Client:
         """An S3 client for the Bucket's endpoint and credentials; FetchFailed (AuthenticationFailed) if not."""
@@ -122,23 +119,16 @@ class BucketReconciler(common.SourceReconciler):
         try:
             return S3Client(spec["endpoint"], access_key=access_key, secret_key=secret_key,
                             region=spec.get("region", ""), secure=not spec.get("insecure", False),
-                            ssl_context=ssl_context, timeout=self._timeout(obj))
+                            ssl_context=ssl_context, timeout=common.timeout_of(obj))
         except S3Error as exc:
             raise auth_failed(exc.message) from None
-
-    @staticmethod
-    def _timeout(obj: dict) -> float:
-        try:
-            return parse_duration(dig(obj, "spec.timeout") or "60s")
-        except ValueError:
-            return DEFAULT_TIMEOUT
 
     def _sync(self, ctx: ReconcileContext, obj: dict, client: S3Client, workdir: Path) -> dict[str, str]:
         """The etag index of the bucket; the objects are downloaded into ``workdir`` unless the stored artifact
         already has this revision. Failures are FetchFailed (BucketOperationFailed)."""
         bucket = obj["spec"]["bucketName"]
         try:
-            client.deadline = time.monotonic() + self._timeout(obj)
+            client.deadline = time.monotonic() + common.timeout_of(obj)
             index = self._index(obj, client, workdir)
         except (S3Error, OSError) as exc:
             raise common.fail(obj, common.FETCH_FAILED, BUCKET_OPERATION_FAILED, str(exc)) from None
@@ -148,7 +138,7 @@ class BucketReconciler(common.SourceReconciler):
             cond.delete(obj, common.FETCH_FAILED)
             return index
         try:
-            client.deadline = time.monotonic() + self._timeout(obj)
+            client.deadline = time.monotonic() + common.timeout_of(obj)
             self._fetch(ctx, obj, client, index, workdir)
         except (S3Error, UnsafeObjectKey, OSError) as exc:
             raise common.fail(obj, common.FETCH_FAILED, BUCKET_OPERATION_FAILED,
@@ -237,14 +227,6 @@ class BucketReconciler(common.SourceReconciler):
             raise common.fail(obj, common.STORAGE_OPERATION_FAILED, common.ARCHIVE_OPERATION_FAILED,
                               f"unable to archive artifact to storage: {exc}") from None
         common.record_artifact(obj, artifact, revision, {"observedIgnore": obj["spec"].get("ignore")})
-
-
-def stored(obj: dict) -> Success:
-    """Ready and ArtifactInStorage in the Bucket's words ("stored artifact: revision '<rev>'")."""
-    outcome = common.stored(obj)
-    outcome.message = f"stored artifact: revision '{common.artifact_of(obj)['revision']}'"
-    cond.mark_true(obj, common.ARTIFACT_IN_STORAGE, common.SUCCEEDED, outcome.message)
-    return outcome
 
 
 def new_reconciler(args) -> BucketReconciler:

@@ -8,7 +8,8 @@
   (garbage collection, a vanished or corrupt artifact is dropped), :func:`mark_outdated` (a new upstream
   revision: ArtifactOutdated + Reconciling), :func:`is_up_to_date` (no new artifact when the revision and
   the content inputs are unchanged), :func:`record_artifact`, :func:`stored` (ArtifactInStorage → Ready),
-  :func:`notify` (the ``NewArtifact`` event, or ``Succeeded`` on recovery);
+  :func:`notify` (the ``NewArtifact`` event, or ``Succeeded`` on recovery), :func:`timeout_of`
+  (``spec.timeout``);
 - :class:`SourceReconciler`: a base class holding the storage, removing artifacts on deletion and handing
   the artifact server to the manager (run only while leading);
 - secrets (:func:`get_secret`, :func:`basic_auth`, :class:`TLSMaterial`, :func:`ssh_auth`): messages name the
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from controllers.api import meta
 from controllers.api.builtin import SECRET
 from controllers.api.duration import parse_duration
+from controllers.api.objects import dig
 from controllers.runtime import conditions as cond
 from controllers.runtime.controller import Reconciler
 from controllers.runtime.kube import KubeClient, KubeError, SERVICE_ACCOUNT_DIR
@@ -79,6 +81,8 @@ GARBAGE_COLLECTION_FAILED = "GarbageCollectionFailed"
 #: Event annotations carrying the artifact (``<group>/revision``, ``<group>/digest``).
 REVISION_ANNOTATION = f"{meta.SOURCE_GROUP}/revision"
 DIGEST_ANNOTATION = f"{meta.SOURCE_GROUP}/digest"
+#: Flux's default ``spec.timeout`` of the sources that fetch over the network.
+DEFAULT_TIMEOUT = 60.0
 
 
 # --- failures ---------------------------------------------------------------------------------------------
@@ -132,11 +136,13 @@ def begin(ctx: "ReconcileContext", obj: dict) -> None:
         progressive(ctx, obj, f"processing object: new generation {observed} -> {generation}", reconciling=False)
 
 
-def check_stored_artifact(ctx: "ReconcileContext", storage: Storage, obj: dict) -> bool:
+def check_stored_artifact(ctx: "ReconcileContext", storage: Storage, obj: dict, link: str = "") -> bool:
     """Garbage-collect old artifacts and check the advertised one is still stored with its digest.
 
     A missing or corrupt artifact is dropped from the status (corrupt files are removed, with a Warning
-    event); without an artifact the object is marked as building one. Returns whether an artifact remains.
+    event); without an artifact the object is marked as building one. With ``link`` (the name of the
+    :meth:`Storage.link` next to the artifacts, e.g. ``latest.tar.gz``), ``status.url`` is that link's
+    address while an artifact remains, and is removed otherwise. Returns whether an artifact remains.
     """
     kind, ns, name = obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
     artifact = artifact_of(obj)
@@ -160,9 +166,13 @@ def check_stored_artifact(ctx: "ReconcileContext", storage: Storage, obj: dict) 
     if not artifact_of(obj):
         cond.delete(obj, ARTIFACT_IN_STORAGE)
         progressive(ctx, obj, "building artifact" + (": disappeared from storage" if missing else ""))
+        if link:
+            obj["status"].pop("url", None)
         return False
     artifact = artifact_of(obj)
     artifact["url"] = storage.url_for(artifact["path"])  # the advertised address may have changed
+    if link:
+        obj["status"]["url"] = storage.url_for(storage.artifact_path(kind, ns, name, link))
     return True
 
 
@@ -188,13 +198,15 @@ def stored_message(revision: str) -> str:
     return f"stored artifact for revision '{revision}'"
 
 
-def stored(obj: dict) -> Success:
+def stored(obj: dict, message: str | None = None, reason: str = SUCCEEDED) -> Success:
     """ArtifactInStorage=True for the current artifact (ArtifactOutdated removed) and the Ready outcome with
-    the same message; events are sent by :func:`notify`."""
-    revision = artifact_of(obj)["revision"]
+    the same reason and message — the kind's own words (``stored artifact: revision '<rev>'``, a chart's
+    build summary), by default ``stored artifact for revision '<rev>'``; events are sent by :func:`notify`."""
+    if message is None:
+        message = stored_message(artifact_of(obj)["revision"])
     cond.delete(obj, ARTIFACT_OUTDATED)
-    cond.mark_true(obj, ARTIFACT_IN_STORAGE, SUCCEEDED, stored_message(revision))
-    return Success(stored_message(revision), reason=SUCCEEDED, notify=False)
+    cond.mark_true(obj, ARTIFACT_IN_STORAGE, reason, message)
+    return Success(message, reason=reason, notify=False)
 
 
 def record_artifact(obj: dict, artifact: dict, revision: str, observed: dict[str, Any] | None = None) -> dict:
@@ -211,21 +223,31 @@ def record_artifact(obj: dict, artifact: dict, revision: str, observed: dict[str
     return status["artifact"]
 
 
-def notify(ctx: "ReconcileContext", old: dict, obj: dict, message: str) -> None:
+def notify(ctx: "ReconcileContext", old: dict, obj: dict, message: str, reason: str | None = None) -> None:
     """After a successful reconciliation: a ``NewArtifact`` event when the digest changed, else a
-    ``Succeeded`` event when the object recovered from a failure. ``old`` is the object as read (its
-    status before this reconciliation)."""
+    ``Succeeded`` event when the object recovered from a failure — both with ``reason`` instead when given
+    (a HelmChart's ChartPullSucceeded / ChartPackageSucceeded). ``old`` is the object as read (its status
+    before this reconciliation)."""
     artifact = artifact_of(obj)
     if not artifact:
         return
     annotations = {REVISION_ANNOTATION: artifact["revision"], DIGEST_ANNOTATION: artifact["digest"]}
     old_artifact = artifact_of(old) or {}
     if old_artifact.get("digest") != artifact["digest"]:
-        ctx.event("Normal", NEW_ARTIFACT, message, annotations)
+        ctx.event("Normal", reason or NEW_ARTIFACT, message, annotations)
         ctx.log.info(message)
     elif any(cond.is_true(old, c) for c in FAIL_CONDITIONS) and not any(cond.is_true(obj, c) for c in FAIL_CONDITIONS):
-        ctx.event("Normal", SUCCEEDED, message, annotations)
+        ctx.event("Normal", reason or SUCCEEDED, message, annotations)
         ctx.log.info(message)
+
+
+def timeout_of(obj: dict) -> float:
+    """``spec.timeout`` of a source in seconds; Flux's default (60s) when it is not set or does not parse."""
+    value = dig(obj, "spec.timeout")
+    try:
+        return parse_duration(value) if value else DEFAULT_TIMEOUT
+    except ValueError:
+        return DEFAULT_TIMEOUT
 
 
 def work_dir(obj: dict) -> Path:

@@ -49,10 +49,11 @@ from controllers.runtime import conditions as cond
 from controllers.runtime.controller import ReconcileContext, Watch
 from controllers.runtime.kube import KubeError, NotFound
 from controllers.runtime.outcomes import RetryableError, StalledError, Success
+from controllers.runtime.predicates import artifact_revision_changed
 from controllers.source import common
-from controllers.source.helm_build import merge_maps
-from controllers.source.ignore import _glob_regex, archive_filter
+from controllers.source.ignore import archive_filter, glob_regex
 from controllers.source.storage import Storage, UnsafeArchive, extract_tarball
+from controllers.source.values import merge_maps
 
 GENERATOR_LABEL = "source.extensions.fluxcd.io/generator"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -80,7 +81,7 @@ class CopyError(Exception):
 
 def _go_match(pattern: str, name: str) -> bool:
     """Go's path.Match of one path element; CopyError on a malformed pattern."""
-    rx = _glob_regex(pattern)
+    rx = glob_regex(pattern)
     if rx is None:
         raise CopyError("syntax error in pattern")
     return bool(rx.match(name))
@@ -506,12 +507,6 @@ def fetch_artifact(url: str, digest: str, dest: Path, *, retries: int = 3, timeo
             raise CopyError(f"failed to extract archive: {exc}") from None
 
 
-def _artifact_revision_changed(old: dict, new: dict) -> bool:
-    """A source got its first artifact or a new revision (source-watcher's source predicate)."""
-    new_rev = dig(new, "status.artifact.revision")
-    return bool(new_rev) and dig(old, "status.artifact.revision") != new_rev
-
-
 # --------------------------------------------------------------------------- the reconciler
 
 class ArtifactGeneratorReconciler(common.SourceReconciler):
@@ -543,7 +538,7 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
         return value is not None and value.lower() == DISABLED_VALUE
 
     def watches(self) -> list[Watch]:
-        return [Watch(kind, self._generators_for, predicate=_artifact_revision_changed)
+        return [Watch(kind, self._generators_for, predicate=artifact_revision_changed)
                 for kind in INPUT_KINDS.values()]
 
     def _generators_for(self, source: dict) -> list[str]:

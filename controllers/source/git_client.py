@@ -28,7 +28,7 @@ import urllib.parse
 from pathlib import Path
 
 from controllers.source.common import SecretError, TLSMaterial, basic_auth, bearer_token, ssh_auth
-from controllers.source.helm_semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
+from controllers.source.semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
 
 DEFAULT_BRANCH = "master"
 DEFAULT_SSH_USER = "git"

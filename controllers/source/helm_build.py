@@ -28,8 +28,9 @@ from typing import Callable, Protocol
 
 import yaml
 
-from controllers.source import helm_client, helm_index, helm_semver
+from controllers.source import helm_client, helm_index, semver
 from controllers.source.storage import UnsafeArchive, extract_tarball, secure_join
+from controllers.source.values import merge_maps
 
 VALUES_FILE = "values.yaml"
 CHART_FILE = "Chart.yaml"
@@ -202,8 +203,8 @@ def validate(meta: dict) -> None:
 
 def _with_metadata(version: str, metadata: str) -> str:
     try:
-        return str(helm_semver.new_version(version).with_metadata(metadata))
-    except helm_semver.InvalidVersion as exc:
+        return str(semver.new_version(version).with_metadata(metadata))
+    except semver.InvalidVersion as exc:
         message = str(exc)
         if message.startswith("invalid metadata"):
             raise BuildError(METADATA_PATCH, f"failed to set SemVer metadata on chart version: {exc}") from None
@@ -230,17 +231,6 @@ def _cached(result: Build, opts: BuildOptions) -> bool:
 
 
 # --------------------------------------------------------------------------- values
-
-
-def merge_maps(a: dict, b: dict) -> dict:
-    """Flux's MergeMaps (Helm's): ``b`` over ``a``, maps merged recursively, anything else replaced."""
-    out = dict(a)
-    for key, value in b.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_maps(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _values_of(data: bytes, reference: str) -> dict:
@@ -328,7 +318,7 @@ def build_remote(repo: ChartRepository, helm: helm_client.HelmCLI, name: str, wa
                                           "periods (.)")
     try:
         cv = repo.chart_version(name, wanted)
-    except (helm_index.ChartReferenceError, helm_semver.InvalidConstraint) as exc:
+    except (helm_index.ChartReferenceError, semver.InvalidConstraint) as exc:
         raise BuildError(CHART_REFERENCE, f"failed to get chart version for remote reference: {exc}") from None
     except (helm_client.FetchError, helm_client.HelmError, helm_index.IndexError_) as exc:
         raise BuildError(CHART_PULL, f"failed to get chart version for remote reference: {exc}") from None
@@ -557,7 +547,7 @@ class DependencyManager:
                 try:
                     self._add_remote(chart_dir, dep)
                 except (ValueError, helm_client.FetchError, helm_client.HelmError, helm_index.IndexError_,
-                        helm_index.ChartReferenceError, helm_semver.InvalidConstraint) as exc:
+                        helm_index.ChartReferenceError, semver.InvalidConstraint) as exc:
                     raise ValueError(f"failed to add remote dependency '{key}': {exc}") from None
         return len(missing)
 
@@ -574,15 +564,15 @@ class DependencyManager:
         if not path.exists():
             raise ValueError(f"no chart found at '{shown}' (reference '{repository}')")
         try:
-            constraint = helm_semver.new_constraint(dep.get("version") or "*")
-        except helm_semver.InvalidConstraint as exc:
+            constraint = semver.new_constraint(dep.get("version") or "*")
+        except semver.InvalidConstraint as exc:
             raise ValueError(f"invalid version/constraint format '{dep.get('version')}': {exc}") from None
         try:
             meta = metadata_from_dir(path) if path.is_dir() else metadata_from_archive(path)
             validate(meta)
         except (ValueError, OSError, helm_index.IndexError_) as exc:
             raise ValueError(f"failed to load chart from '{shown}' (reference '{repository}'): {exc}") from None
-        version = helm_semver.new_version(meta["version"])
+        version = semver.new_version(meta["version"])
         if not constraint.check(version):
             raise ValueError(f"can't get a valid version for constraint '{dep.get('version')}'")
         if path.is_dir():
@@ -609,7 +599,7 @@ class DependencyManager:
         name, wanted = dep.get("name") or "", dep.get("version") or ""
         try:
             cv = repo.chart_version(name, wanted)
-        except (helm_index.ChartReferenceError, helm_client.FetchError, helm_semver.InvalidConstraint) as exc:
+        except (helm_index.ChartReferenceError, helm_client.FetchError, semver.InvalidConstraint) as exc:
             raise ValueError(f"failed to get chart '{name}' version '{wanted}' from "
                              f"'{dep.get('repository')}': {exc}") from None
         try:

@@ -24,10 +24,9 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from controllers.api.duration import parse_duration
 from controllers.api.objects import dig
 from controllers.runtime.kube import KubeClient
-from controllers.source import common, helm_index, helm_semver, ociclient
+from controllers.source import common, helm_index, ociclient, semver
 
 #: Helm's OCI tags use ``_`` where semver has ``+``.
 OCI_PLUS = "_"
@@ -69,14 +68,6 @@ class RepositoryAccess:
         return self.tls.ssl_context() if self.tls else None
 
 
-def timeout_of(repo: dict) -> float:
-    """``spec.timeout`` of a HelmRepository in seconds (Flux's default 60s)."""
-    try:
-        return parse_duration(dig(repo, "spec.timeout") or "60s")
-    except ValueError:
-        return DEFAULT_TIMEOUT
-
-
 def _secret(kube: KubeClient, namespace: str, name: str, what: str) -> dict[str, bytes]:
     try:
         return common.get_secret(kube, namespace, name)
@@ -89,7 +80,7 @@ def repository_access(kube: KubeClient, repo: dict, url: str | None = None) -> R
     """The access options of a HelmRepository (Flux's GetClientOpts); ``url`` defaults to its own,
     normalised."""
     spec, namespace = repo.get("spec") or {}, repo["metadata"].get("namespace", "")
-    access = RepositoryAccess(url=url or helm_index.normalize_url(spec.get("url", "")), timeout=timeout_of(repo),
+    access = RepositoryAccess(url=url or helm_index.normalize_url(spec.get("url", "")), timeout=common.timeout_of(repo),
                               pass_credentials=bool(spec.get("passCredentials")), insecure=bool(spec.get("insecure")))
     if dig(repo, "spec.certSecretRef.name"):
         name = spec["certSecretRef"]["name"]
@@ -203,7 +194,7 @@ def http_get(href: str, access: RepositoryAccess, *, max_size: int, too_big: str
                     raise FetchError(too_big or f"response from {href} exceeds {max_size} bytes")
             return bytes(body)
         except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
-            detail = ociclient._describe_network_error(exc, parts.netloc)
+            detail = ociclient.describe_network_error(exc, parts.netloc)
             if detail == "context deadline exceeded":
                 detail += " (Client.Timeout exceeded while awaiting headers)"
             raise FetchError(f'Get "{url}": {detail}') from None
@@ -383,8 +374,8 @@ class OCIChartRepository:
         for tag in raw:
             version = oci_tag_to_version(tag)
             try:
-                helm_semver.parse_version(version)
-            except helm_semver.InvalidVersion:
+                semver.parse_version(version)
+            except semver.InvalidVersion:
                 continue
             versions.append(version)
         return versions
@@ -393,18 +384,18 @@ class OCIChartRepository:
         """Flux's OCI version choice: a version is taken as is, a range resolved against the tags."""
         url = f"oci://{self.chart_ref(name).name}"
         try:
-            helm_semver.parse_version(wanted)
+            semver.parse_version(wanted)
             return {"name": name, "version": wanted, "urls": [f"{url}:{wanted}"]}
-        except helm_semver.InvalidVersion:
+        except semver.InvalidVersion:
             pass
         try:
-            helm_semver.new_constraint("*" if wanted in ("", "*") else wanted)
-        except helm_semver.InvalidConstraint as exc:
+            semver.new_constraint("*" if wanted in ("", "*") else wanted)
+        except semver.InvalidConstraint as exc:
             raise FetchError(str(exc)) from None
         tags = self.tags(name)
         if not tags:
             raise FetchError(f"unable to locate any tags in provided repository: {name}")
-        version = helm_semver.latest_matching(tags, wanted)
+        version = semver.latest_matching(tags, wanted)
         if version is None:  # Flux reports every OCI lookup failure as external (a pull error)
             raise FetchError(f"could not locate a version matching provided version string {wanted}")
         return {"name": name, "version": version, "urls": [f"{url}:{version}"]}

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from controllers.source import helm_semver
+from controllers.source import semver
 
 #: Flux's size limits (bytes): repository index, chart archive, one file of a chart.
 MAX_INDEX_SIZE = 50 << 20
@@ -276,8 +276,8 @@ def validate_metadata(cv: dict) -> str | None:
     if not version:
         return "validation: chart.metadata.version is required"
     try:
-        helm_semver.new_version(version)
-    except helm_semver.InvalidVersion:
+        semver.new_version(version)
+    except semver.InvalidVersion:
         return f'validation: chart.metadata.version "{version}" is invalid'
     if cv.get("type") not in (None, "", "application", "library"):
         return "validation: chart.metadata.type must be application or library"
@@ -348,7 +348,7 @@ class Index:
         """The chart version Flux would pick for ``name`` and ``wanted`` (a version or a semver range).
 
         Raises :class:`ChartReferenceError` (no such chart, no version, nothing matching) or
-        :class:`helm_semver.InvalidConstraint`.
+        :class:`semver.InvalidConstraint`.
         """
         if name not in self.entries:
             raise ChartReferenceError("no chart name found")
@@ -359,12 +359,12 @@ class Index:
             for cv in versions:
                 if cv.get("version") == wanted:
                     return cv
-        constraint = helm_semver.new_constraint("*" if wanted in ("", "*") else wanted)
+        constraint = semver.new_constraint("*" if wanted in ("", "*") else wanted)
         best: tuple | None = None
         for cv in versions:
             try:
-                v = helm_semver.parse_version(cv.get("version") or "")
-            except helm_semver.InvalidVersion:
+                v = semver.parse_version(cv.get("version") or "")
+            except semver.InvalidVersion:
                 continue
             if not constraint.check(v):
                 continue
@@ -378,8 +378,8 @@ class Index:
 
 def _sort_key(cv: dict):
     try:
-        return (1, helm_semver.new_version(cv.get("version") or ""))
-    except helm_semver.InvalidVersion:
+        return (1, semver.new_version(cv.get("version") or ""))
+    except semver.InvalidVersion:
         return (0, None)
 
 

@@ -35,25 +35,19 @@ from controllers.runtime import conditions as cond
 from controllers.runtime.controller import ReconcileContext, Watch
 from controllers.runtime.kube import KubeError
 from controllers.runtime.outcomes import ReconcileError, StalledError, Success
+from controllers.runtime.predicates import artifact_revision_changed
 from controllers.source import common, helm_build, helm_client, helm_index
 from controllers.source.helm_build import Build, BuildError, BuildOptions
-from controllers.source.helmrepo import is_oci, link_latest
-from controllers.source.storage import UnsafeArchive, extract_tarball
+from controllers.source.helmrepo import is_oci
+from controllers.source.storage import LATEST_LINK, UnsafeArchive, extract_tarball
 
 CHART_PULL_SUCCEEDED = "ChartPullSucceeded"
 CHART_PACKAGE_SUCCEEDED = "ChartPackageSucceeded"
 SOURCE_UNAVAILABLE = "SourceUnavailable"
 NO_SOURCE_ARTIFACT = "NoSourceArtifact"
 NEW_CHART = "NewChart"
-LATEST_LINK = "latest.tar.gz"
 STRATEGY_REVISION = "Revision"
 SOURCE_KINDS = {k.kind: k for k in (HELM_REPOSITORY, GIT_REPOSITORY, BUCKET)}
-
-
-def _artifact_revision_changed(old: dict, new: dict) -> bool:
-    """A source got its first artifact or a new revision (Flux's SourceRevisionChangePredicate)."""
-    revision = dig(new, "status.artifact.revision")
-    return bool(revision) and dig(old, "status.artifact.revision") != revision
 
 
 def revision_metadata(kind: str, revision: str) -> str:
@@ -78,7 +72,7 @@ class HelmChartReconciler(common.SourceReconciler):
     # ------------------------------------------------------------------ watches
 
     def watches(self) -> list[Watch]:
-        return [Watch(kind, self._charts_for, predicate=_artifact_revision_changed) for kind in SOURCE_KINDS.values()]
+        return [Watch(kind, self._charts_for, predicate=artifact_revision_changed) for kind in SOURCE_KINDS.values()]
 
     def _charts_for(self, source: dict) -> list[str]:
         """Keys of the charts built from ``source`` that have not seen its current revision."""
@@ -108,10 +102,7 @@ class HelmChartReconciler(common.SourceReconciler):
         old = copy.deepcopy(obj)
         self._remember(obj)
         common.begin(ctx, obj)
-        if common.check_stored_artifact(ctx, self.storage, obj):
-            self._advertise_latest(obj)
-        else:
-            obj["status"].pop("url", None)
+        common.check_stored_artifact(ctx, self.storage, obj, LATEST_LINK)
         if cond.is_false(obj, common.SOURCE_VERIFIED):
             cond.delete(obj, common.SOURCE_VERIFIED)
         source = self._source(ctx, obj)
@@ -123,10 +114,9 @@ class HelmChartReconciler(common.SourceReconciler):
             shutil.rmtree(workdir, ignore_errors=True)
             self._remember(obj)
         reason = CHART_PACKAGE_SUCCEEDED if build.packaged else CHART_PULL_SUCCEEDED
-        cond.delete(obj, common.ARTIFACT_OUTDATED)
-        cond.mark_true(obj, common.ARTIFACT_IN_STORAGE, reason, build.summary())
-        self._notify(ctx, old, obj, reason, build.summary())
-        return Success(build.summary(), reason=reason, notify=False)
+        outcome = common.stored(obj, build.summary(), reason)
+        common.notify(ctx, old, obj, build.summary(), reason)
+        return outcome
 
     # ------------------------------------------------------------------ source
 
@@ -174,7 +164,7 @@ class HelmChartReconciler(common.SourceReconciler):
         generation = str(obj["metadata"].get("generation") or 0)
         try:
             if source["kind"] == HELM_REPOSITORY.kind:
-                timeout = helm_client.timeout_of(source)
+                timeout = common.timeout_of(source)
                 if opts.effective_values_files():
                     opts.version_metadata = generation
                 with helm_client.HelmCLI(timeout) as helm:
@@ -304,7 +294,7 @@ class HelmChartReconciler(common.SourceReconciler):
                               f"unable to copy Helm chart to storage: {exc}") from None
         common.record_artifact(obj, artifact, build.version)
         self._record(obj, build)
-        url = link_latest(self.storage, path, LATEST_LINK)
+        url = self.storage.link(path, LATEST_LINK)
         if url:
             obj["status"]["url"] = url
 
@@ -316,23 +306,6 @@ class HelmChartReconciler(common.SourceReconciler):
             status["observedValuesFiles"] = build.values_files or []
         else:
             status.pop("observedValuesFiles", None)
-
-    def _advertise_latest(self, obj: dict) -> None:
-        meta = obj["metadata"]
-        path = self.storage.artifact_path(self.kind.kind, meta["namespace"], meta["name"], LATEST_LINK)
-        obj["status"]["url"] = self.storage.url_for(path)
-
-    @staticmethod
-    def _notify(ctx: ReconcileContext, old: dict, obj: dict, reason: str, message: str) -> None:
-        """The build's event (ChartPullSucceeded / ChartPackageSucceeded) on a new artifact or a recovery."""
-        artifact = common.artifact_of(obj)
-        annotations = {common.REVISION_ANNOTATION: artifact["revision"], common.DIGEST_ANNOTATION: artifact["digest"]}
-        failed = (common.BUILD_FAILED, common.FETCH_FAILED, common.STORAGE_OPERATION_FAILED)
-        new = (common.artifact_of(old) or {}).get("digest") != artifact["digest"]
-        recovered = any(cond.is_true(old, c) for c in failed) and not any(cond.is_true(obj, c) for c in failed)
-        if new or recovered:
-            ctx.event("Normal", reason, message, annotations)
-            ctx.log.info(message)
 
 
 def new_reconciler(args) -> HelmChartReconciler:

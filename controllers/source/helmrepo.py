@@ -14,10 +14,8 @@ hook reconciles them here instead, to the same end but with a static Ready condi
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
-import os
 import urllib.parse
 
 from controllers.api.meta import FAILED_REASON as FAILED
@@ -26,7 +24,6 @@ from controllers.runtime import conditions as cond
 from controllers.runtime.controller import ReconcileContext
 from controllers.runtime.outcomes import Success
 from controllers.source import common, helm_client, helm_index
-from controllers.source.storage import Storage
 
 INDEXATION_FAILED = "IndexationFailed"
 INDEX_LINK = "index.yaml"
@@ -47,20 +44,6 @@ def human_size(size: int) -> str:
         value /= 1000
         unit += 1
     return f"{value:.4g}{units[unit]}"
-
-
-def link_latest(storage: Storage, path: str, link_name: str) -> str:
-    """Point ``link_name`` (next to the artifact ``path``) at it; the link's URL, or "" on failure."""
-    local = storage.local_path(path)
-    link, tmp = local.parent / link_name, local.parent / f".{link_name}.tmp"
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        tmp.symlink_to(local.name)
-        os.replace(tmp, link)
-    except OSError:
-        return ""
-    return storage.url_for(path.rsplit("/", 1)[0] + "/" + link_name)
 
 
 def _url_error(obj: dict, cause: str) -> Exception:
@@ -100,10 +83,7 @@ class HelmRepositoryReconciler(common.SourceReconciler):
             return self._static(obj)
         old = copy.deepcopy(obj)
         common.begin(ctx, obj)
-        if common.check_stored_artifact(ctx, self.storage, obj):
-            self._advertise_index(obj)
-        else:
-            obj["status"].pop("url", None)
+        common.check_stored_artifact(ctx, self.storage, obj, INDEX_LINK)
         url = obj["spec"].get("url", "")
         check_url(obj, url)
         try:
@@ -132,7 +112,7 @@ class HelmRepositoryReconciler(common.SourceReconciler):
         size = common.artifact_of(obj).get("size")
         size_text = f"size {human_size(size)}" if size is not None else "unknown size"
         common.notify(ctx, old, obj, f"stored fetched index of {size_text} from '{url}'")
-        return stored(obj)
+        return common.stored(obj, f"stored artifact: revision '{common.artifact_of(obj)['revision']}'")
 
     def _store(self, obj: dict, revision: str, index: helm_index.Index) -> None:
         meta = obj["metadata"]
@@ -145,14 +125,9 @@ class HelmRepositoryReconciler(common.SourceReconciler):
             raise common.fail(obj, common.STORAGE_OPERATION_FAILED, common.ARCHIVE_OPERATION_FAILED,
                               f"unable to save artifact to storage: {exc}") from None
         common.record_artifact(obj, artifact, revision)
-        url = link_latest(self.storage, path, INDEX_LINK)
+        url = self.storage.link(path, INDEX_LINK)
         if url:
             obj["status"]["url"] = url
-
-    def _advertise_index(self, obj: dict) -> None:
-        meta = obj["metadata"]
-        path = self.storage.artifact_path(self.kind.kind, meta["namespace"], meta["name"], INDEX_LINK)
-        obj["status"]["url"] = self.storage.url_for(path)
 
     def _static(self, obj: dict) -> Success:
         """A ``type: oci`` repository under a runtime that reconciles it anyway: no artifact, no URL."""
@@ -170,14 +145,6 @@ class HelmRepositoryReconciler(common.SourceReconciler):
         meta = obj["metadata"]
         self.storage.remove_all(self.kind.kind, meta["namespace"], meta["name"])
         obj["status"] = {}
-
-
-def stored(obj: dict) -> Success:
-    """ArtifactInStorage and Ready in the HelmRepository's words (``stored artifact: revision '<rev>'``)."""
-    outcome = common.stored(obj)
-    outcome.message = f"stored artifact: revision '{common.artifact_of(obj)['revision']}'"
-    cond.mark_true(obj, common.ARTIFACT_IN_STORAGE, common.SUCCEEDED, outcome.message)
-    return outcome
 
 
 def new_reconciler(args) -> HelmRepositoryReconciler:

@@ -31,7 +31,7 @@ NO_MATCH, EXCLUDE, INCLUDE = 0, 1, 2
 
 
 @functools.lru_cache(maxsize=4096)
-def _glob_regex(pattern: str) -> re.Pattern | None:
+def glob_regex(pattern: str) -> re.Pattern | None:
     """Go's filepath.Match syntax for one path component as a regex; None when malformed."""
     out, i, n = [], 0, len(pattern)
     while i < n:
@@ -84,7 +84,7 @@ def _glob_regex(pattern: str) -> re.Pattern | None:
 def _match(pattern: str, name: str) -> bool:
     if not any(c in pattern for c in "*?[\\"):
         return pattern == name
-    rx = _glob_regex(pattern)
+    rx = glob_regex(pattern)
     return bool(rx and rx.match(name))
 
 

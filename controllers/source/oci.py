@@ -28,7 +28,6 @@ import shutil
 from pathlib import Path
 
 from controllers.api.builtin import SERVICE_ACCOUNT
-from controllers.api.duration import parse_duration
 from controllers.api.objects import dig
 from controllers.api.source import OCI_REPOSITORY
 from controllers.runtime import conditions as cond
@@ -36,18 +35,16 @@ from controllers.runtime.controller import ReconcileContext
 from controllers.runtime.kube import KubeError
 from controllers.runtime.outcomes import ReconcileError, Success
 from controllers.source import common, ociclient
-from controllers.source.helm_semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
 from controllers.source.ignore import source_filter
 from controllers.source.ociclient import OCIError, Reference, RegistryClient
-from controllers.source.storage import UnsafeArchive, extract_tarball
+from controllers.source.semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
+from controllers.source.storage import LATEST_LINK, UnsafeArchive, extract_tarball
 
 OCI_PULL_FAILED = "OCIArtifactPullFailed"
 OCI_LAYER_OPERATION_FAILED = "OCIArtifactLayerOperationFailed"
 LAYER_EXTRACT, LAYER_COPY = "extract", "copy"
 #: Helm's chart layer: its tags carry ``_`` for semver's ``+``.
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
-LATEST_LINK = "latest.tar.gz"
-DEFAULT_TIMEOUT = 60.0
 _HASH_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 
@@ -104,10 +101,7 @@ class OCIRepositoryReconciler(common.SourceReconciler):
     def reconcile(self, ctx: ReconcileContext, obj: dict) -> Success:
         old = copy.deepcopy(obj)
         common.begin(ctx, obj)
-        if common.check_stored_artifact(ctx, self.storage, obj):
-            self._advertise_latest(obj)
-        else:
-            obj["status"].pop("url", None)
+        common.check_stored_artifact(ctx, self.storage, obj, LATEST_LINK)
         workdir = common.work_dir(obj)
         try:
             revision, annotations, layer_file = self._reconcile_source(ctx, obj, workdir)
@@ -115,7 +109,7 @@ class OCIRepositoryReconciler(common.SourceReconciler):
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         common.notify(ctx, old, obj, self._stored_message(obj))
-        return stored(obj)
+        return common.stored(obj, f"stored artifact for digest '{common.artifact_of(obj)['revision']}'")
 
     # ------------------------------------------------------------------ source
 
@@ -143,7 +137,7 @@ class OCIRepositoryReconciler(common.SourceReconciler):
             raise common.fail(obj, common.FETCH_FAILED, common.URL_INVALID,
                               f"URL validation failed for '{url}': {exc}", stalled=True) from None
         client = RegistryClient(repository.registry, credentials=credentials, insecure=bool(spec.get("insecure")),
-                                ssl_context=ssl_context, timeout=self._timeout(obj))
+                                ssl_context=ssl_context, timeout=common.timeout_of(obj))
         with contextlib.closing(client):
             ref = self._artifact_ref(obj, client, repository)
             revision = self._revision(obj, client, ref)
@@ -207,13 +201,6 @@ class OCIRepositoryReconciler(common.SourceReconciler):
         except common.SecretError as exc:
             raise common.fail(obj, common.FETCH_FAILED, common.AUTHENTICATION_FAILED,
                               f"failed to generate transport for '{obj['spec']['url']}': {exc}") from None
-
-    @staticmethod
-    def _timeout(obj: dict) -> float:
-        try:
-            return parse_duration(dig(obj, "spec.timeout") or "60s")
-        except ValueError:
-            return DEFAULT_TIMEOUT
 
     def _artifact_ref(self, obj: dict, client: RegistryClient, repository: Reference) -> Reference:
         """Flux's getArtifactRef: digest, else semver, else tag, else ``latest``."""
@@ -331,26 +318,9 @@ class OCIRepositoryReconciler(common.SourceReconciler):
             "observedIgnore": obj["spec"].get("ignore"),
             "observedLayerSelector": obj["spec"].get("layerSelector") or None,
         })
-        self._link_latest(obj, path)
-
-    def _link_latest(self, obj: dict, path: str) -> None:
-        """Point ``latest.tar.gz`` at the new artifact and advertise it in ``status.url`` (best effort)."""
-        local = self.storage.local_path(path)
-        link = local.parent / LATEST_LINK
-        try:
-            tmp = local.parent / f".{LATEST_LINK}.tmp"
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            tmp.symlink_to(local.name)
-            os.replace(tmp, link)
-        except OSError:
-            return
-        self._advertise_latest(obj)
-
-    def _advertise_latest(self, obj: dict) -> None:
-        meta = obj["metadata"]
-        path = self.storage.artifact_path(OCI_REPOSITORY.kind, meta["namespace"], meta["name"], LATEST_LINK)
-        obj["status"]["url"] = self.storage.url_for(path)
+        url = self.storage.link(path, LATEST_LINK)
+        if url:
+            obj["status"]["url"] = url
 
     @staticmethod
     def _stored_message(obj: dict) -> str:
@@ -362,14 +332,6 @@ class OCIRepositoryReconciler(common.SourceReconciler):
         if source and revision:
             message += f", origin source '{source}', origin revision '{revision}'"
         return message
-
-
-def stored(obj: dict) -> Success:
-    """Ready and ArtifactInStorage in the OCIRepository's words ("stored artifact for digest '<rev>'")."""
-    outcome = common.stored(obj)
-    outcome.message = f"stored artifact for digest '{common.artifact_of(obj)['revision']}'"
-    cond.mark_true(obj, common.ARTIFACT_IN_STORAGE, common.SUCCEEDED, outcome.message)
-    return outcome
 
 
 def new_reconciler(args) -> OCIRepositoryReconciler:

@@ -46,7 +46,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from controllers import __version__
 from controllers.source import ignore
-from controllers.source.storage import _walk as walk_tree  # one walk order for every archive
+from controllers.source.storage import walk_tree  # one walk order for every archive
 from controllers.source.storage import file_digest
 
 USER_AGENT = f"fluxpy/{__version__}"
@@ -428,7 +428,9 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-def _describe_network_error(exc: BaseException, netloc: str) -> str:
+def describe_network_error(exc: BaseException, netloc: str) -> str:
+    """A transport failure in the words Go's net/http uses (``context deadline exceeded``, ``dial tcp ...:
+    connect: connection refused``, ``tls: ...``), so messages read like Flux's."""
     if isinstance(exc, DeadlineExceeded) or isinstance(exc, (socket.timeout, TimeoutError)):
         return "context deadline exceeded"
     if isinstance(exc, ConnectionRefusedError):
@@ -543,10 +545,10 @@ class RegistryClient:
                 self._drop(parts.scheme, parts.netloc)
                 if reused and attempt == 0 and sink is None:
                     continue
-                raise OCIError(f'{method.title()} "{url}": {_describe_network_error(exc, parts.netloc)}') from None
+                raise OCIError(f'{method.title()} "{url}": {describe_network_error(exc, parts.netloc)}') from None
             except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
                 self._drop(parts.scheme, parts.netloc)
-                raise OCIError(f'{method.title()} "{url}": {_describe_network_error(exc, parts.netloc)}') from None
+                raise OCIError(f'{method.title()} "{url}": {describe_network_error(exc, parts.netloc)}') from None
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ ping and auth

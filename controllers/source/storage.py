@@ -8,6 +8,8 @@ As Flux's storage (fluxcd/pkg/artifact/storage):
   entries in lexical walk order, no owner, zero times, Flux's modes (directories 0750, files 0600,
   executable files 0700), symlinks and other special files left out — equal content, equal digest;
 - files are written to a temporary file and renamed, so a reader never sees half an artifact;
+  :meth:`Storage.link` points a link next to them (``latest.tar.gz``, ``index.yaml``) at the newest one the
+  same way;
 - :meth:`Storage.garbage_collect` keeps the current artifact and the newest others up to the retention
   count (and drops those older than the retention TTL);
 - :class:`ArtifactServer` serves the files (GET/HEAD) — the manager runs it only while leading.
@@ -40,6 +42,10 @@ DIR_MODE, FILE_MODE, EXE_FILE_MODE = 0o750, 0o600, 0o700
 #: Flux's defaults of --artifact-retention-records and --artifact-retention-ttl.
 RETENTION_RECORDS = 2
 RETENTION_TTL = 60.0
+#: The link next to an object's artifacts that points at the newest one (:meth:`Storage.link`).
+LATEST_LINK = "latest.tar.gz"
+#: How many symlinks :func:`secure_join` follows in one path (Go's securejoin).
+MAX_SYMLINKS = 255
 #: What :func:`extract_tarball` extracts at most (bytes of file content), as Flux's untar default.
 MAX_UNTAR_SIZE = 100 << 20
 _CHUNK = 1 << 16
@@ -50,6 +56,11 @@ ArchiveFilter = Callable[[str, bool], bool]
 
 class UnsafeArchive(ValueError):
     """A tarball with an entry that would land outside the destination (or is not a file/dir/link)."""
+
+
+class SymlinkLoop(OSError, ValueError):
+    """:func:`secure_join` met more than :data:`MAX_SYMLINKS` links (an OSError, as Go's ELOOP, and a
+    ValueError, as the other bad paths)."""
 
 
 def artifact_dir(kind_name: str, namespace: str, name: str) -> str:
@@ -98,7 +109,8 @@ def atomic_file(target: str | os.PathLike, mode: int = 0o600) -> Iterator[Digest
 
 def secure_join(root: str | os.PathLike, unsafe: str) -> Path:
     """``root/unsafe`` resolved like Go's securejoin: ``..`` and symlinks (relative or absolute) are
-    followed as if ``root`` were the filesystem root, so the result never leaves ``root``."""
+    followed as if ``root`` were the filesystem root, so the result never leaves ``root``; a chain of more
+    than :data:`MAX_SYMLINKS` links is :class:`SymlinkLoop`."""
     root = Path(os.path.realpath(root))
     parts: list[str] = []
     pending = unsafe.replace("\\", "/").split("/")
@@ -114,8 +126,8 @@ def secure_join(root: str | os.PathLike, unsafe: str) -> Path:
         candidate = root.joinpath(*parts, part)
         if candidate.is_symlink():
             hops += 1
-            if hops > 255:
-                raise ValueError(f"too many levels of symbolic links in {unsafe!r}")
+            if hops > MAX_SYMLINKS:
+                raise SymlinkLoop(f"too many levels of symbolic links in {unsafe!r}")
             link = os.readlink(candidate)
             if link.startswith("/"):
                 parts = []
@@ -202,6 +214,21 @@ class Storage:
         with self._atomic(path) as stream, open(src_file, "rb") as src:
             shutil.copyfileobj(src, stream, _CHUNK)
         return self._artifact(path, stream.digest, stream.size)
+
+    def link(self, path: str, name: str) -> str:
+        """Point the link ``name`` next to the stored ``path`` at it (Flux's Storage.Symlink, e.g.
+        ``latest.tar.gz`` or ``index.yaml``): a relative symlink made aside and renamed into place, so
+        readers see the old target or the new one. Returns the link's URL, "" when it could not be made."""
+        local = self.local_path(path)
+        link, tmp = local.parent / name, local.parent / f".{name}.tmp"
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            tmp.symlink_to(local.name)
+            os.replace(tmp, link)
+        except OSError:
+            return ""
+        return self.url_for(f"{path.rsplit('/', 1)[0]}/{name}")
 
     # ------------------------------------------------------------------ reading
 
@@ -301,9 +328,6 @@ def walk_tree(root: Path, ignore: ArchiveFilter | None) -> Iterator[tuple[str, o
                     yield rel, entry, st
 
     yield from children(root, "")
-
-
-_walk = walk_tree  # the name controllers.source.ociclient imports
 
 
 def _add_entry(tar: tarfile.TarFile, rel: str, entry: os.DirEntry | None, st: os.stat_result) -> None:

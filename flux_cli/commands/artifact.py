@@ -9,7 +9,7 @@ other's artifacts. Credentials come from ``--creds <username>[:<password>]``, el
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -26,6 +26,11 @@ CREDS_OPTION = typer.Option("", "--creds", help="Credentials for the OCI registr
 PROVIDER_OPTION = typer.Option("generic", "--provider", help="The OCI provider name: " + ", ".join(PROVIDERS) + ".")
 IGNORE_OPTION = typer.Option(None, "--ignore-paths", help="Paths to ignore in .gitignore format (replaces the "
                                                            "defaults; comma-separated or repeated).")
+
+
+def insecure_option(action: str) -> Any:
+    """``--insecure-registry``: plain HTTP and untrusted certificates allowed for ``action`` (``pushing``, ...)."""
+    return typer.Option(False, "--insecure-registry", help=f"Allow {action} without TLS.")
 
 
 def _ignore_paths(values: Optional[list[str]]) -> list[str]:
@@ -70,6 +75,12 @@ def _client(a: App, ref: "Reference", *, creds: str, provider: str, insecure: bo
     else:
         credentials = ociclient.local_docker_credentials(ref)
     return ociclient.client_for(ref, credentials=credentials, insecure=insecure, timeout=a.timeout)
+
+
+def _connect(a: App, url: str, *, creds: str, provider: str, insecure: bool) -> tuple["Reference", "RegistryClient"]:
+    """The artifact reference of ``url`` and a client for its registry (see :func:`_client`)."""
+    ref = _artifact_ref(url)
+    return ref, _client(a, ref, creds=creds, provider=provider, insecure=insecure)
 
 
 def _source_path(path: str, *, reason: bool = True) -> tuple[str, str | None]:
@@ -122,7 +133,7 @@ def push_artifact(
     reproducible: bool = typer.Option(False, "--reproducible",
                                       help="Set the created timestamp to '1970-01-01T00:00:00Z' so equal "
                                            "content gives equal digests."),
-    insecure: bool = typer.Option(False, "--insecure-registry", help="Allow pushing without TLS."),
+    insecure: bool = insecure_option("pushing"),
 ) -> None:
     """Build a tarball from a directory or file and push it as a Flux OCI artifact."""
     import json
@@ -181,7 +192,7 @@ def pull_artifact(
     output: str = typer.Option("", "--output", "-o", help="Directory to extract the artifact content to."),
     creds: str = CREDS_OPTION,
     provider: str = PROVIDER_OPTION,
-    insecure: bool = typer.Option(False, "--insecure-registry", help="Allow pulling without TLS."),
+    insecure: bool = insecure_option("pulling"),
 ) -> None:
     """Download an OCI artifact and extract its first layer into a directory."""
     import os
@@ -196,8 +207,7 @@ def pull_artifact(
         raise CLIError("output path cannot be empty")
     if not os.path.isdir(output):
         raise CLIError(f'invalid output path "{output}": stat {output}: not a directory or missing')
-    ref = _artifact_ref(url)
-    client = _client(a, ref, creds=creds, provider=provider, insecure=insecure)
+    ref, client = _connect(a, url, creds=creds, provider=provider, insecure=insecure)
     a.terminal.action(f"pulling artifact from {_address(url)}")
     with client, tempfile.TemporaryDirectory(prefix="fluxpy-pull-") as tmp:
         try:
@@ -228,7 +238,7 @@ def tag_artifact(
     tags: Optional[list[str]] = typer.Option(None, "--tag", help="Tag name (comma-separated or repeated)."),
     creds: str = CREDS_OPTION,
     provider: str = PROVIDER_OPTION,
-    insecure: bool = typer.Option(False, "--insecure-registry", help="Allow tagging without TLS."),
+    insecure: bool = insecure_option("tagging"),
 ) -> None:
     """Add tags to an artifact in the same repository."""
     from controllers.source import ociclient
@@ -238,8 +248,7 @@ def tag_artifact(
     new_tags = split_list(tags)
     if not new_tags:
         raise CLIError("--tag is required")
-    ref = _artifact_ref(url)
-    client = _client(a, ref, creds=creds, provider=provider, insecure=insecure)
+    ref, client = _connect(a, url, creds=creds, provider=provider, insecure=insecure)
     a.terminal.action("tagging artifact")
     with client:
         for tag in new_tags:
@@ -261,13 +270,13 @@ def list_artifacts(
     filter_regex: str = typer.Option("", "--filter-regex", help="Only tags matching this regular expression."),
     creds: str = CREDS_OPTION,
     provider: str = PROVIDER_OPTION,
-    insecure: bool = typer.Option(False, "--insecure-registry", help="Allow listing without TLS."),
+    insecure: bool = insecure_option("listing"),
 ) -> None:
     """List the tags of a repository with their digest, source and revision (newest tag names first)."""
     import re
 
     from controllers.source import ociclient
-    from controllers.source.helm_semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
+    from controllers.source.semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
 
     a: App = ctx.obj
     ref = _artifact_ref(url)
@@ -344,7 +353,7 @@ def diff_artifact(
     creds: str = CREDS_OPTION,
     provider: str = PROVIDER_OPTION,
     ignore_paths: Optional[list[str]] = IGNORE_OPTION,
-    insecure: bool = typer.Option(False, "--insecure-registry", help="Allow pulling without TLS."),
+    insecure: bool = insecure_option("pulling"),
 ) -> None:
     """Compare a local directory or file with the content of a published artifact (exit 1 when they differ).
 

@@ -10,17 +10,30 @@ with ``create source git``.
 from __future__ import annotations
 
 import urllib.parse
-from pathlib import Path
 from typing import Optional
 
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.create import LABEL_HELP, create_secret_app, parse_labels
+from flux_cli.commands.create import (LABEL_OPTION, SECRET_EXPORT_OPTION, USERNAME_OPTION, create_secret_app,
+                                      export_or_upsert_secret, parse_labels, read_file)
 
 KEY_ALGORITHMS = ("rsa", "ecdsa", "ed25519")
 ECDSA_CURVES = ("p256", "p384", "p521")
 SCAN_TIMEOUT = 30.0
+
+#: The options ``create secret git`` shares with ``create source git`` (which makes the same Secret).
+URL_OPTION = typer.Option("", "--url", help="Git address, e.g. ssh://git@host/org/repository.")
+PASSWORD_OPTION = typer.Option("", "--password", "-p", help="Basic authentication password (or the private "
+                                                            "key's passphrase).")
+KEY_ALGORITHM_OPTION = typer.Option("ecdsa", "--ssh-key-algorithm",
+                                    help="SSH public key algorithm: " + ", ".join(KEY_ALGORITHMS) + ".")
+RSA_BITS_OPTION = typer.Option(2048, "--ssh-rsa-bits", help="SSH RSA public key bit size (multiple of 8).")
+ECDSA_CURVE_OPTION = typer.Option("p384", "--ssh-ecdsa-curve",
+                                  help="SSH ECDSA public key curve: " + ", ".join(ECDSA_CURVES) + ".")
+PRIVATE_KEY_FILE_OPTION = typer.Option(None, "--private-key-file",
+                                       help="Path to a private key file used for authenticating to the Git SSH "
+                                            "server.")
 
 
 def _validate_key_flags(algorithm: str, ecdsa_curve: str) -> None:
@@ -41,13 +54,6 @@ def scan_host_key(url: str) -> bytes:
         raise CLIError(f"SSH key scan for host {host}:{port} failed, error: {exc}") from None
 
 
-def _read_private_key(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise CLIError(f"failed to open private key file: open {path}: {(exc.strerror or str(exc)).lower()}") from None
-
-
 def git_secret(name: str, namespace: str, url: str, *, username: str = "", password: str = "",
                bearer_token: str = "", ca_crt: bytes = b"", ca_file: bytes = b"", private_key_file: str = "",
                key_algorithm: str = "ecdsa", rsa_bits: int = 2048, ecdsa_curve: str = "p384",
@@ -62,7 +68,8 @@ def git_secret(name: str, namespace: str, url: str, *, username: str = "", passw
     if scheme == "ssh":
         _validate_key_flags(key_algorithm, ecdsa_curve)
         if private_key_file:
-            options.keypair = load_keypair(_read_private_key(private_key_file), password)
+            options.keypair = load_keypair(read_file(private_key_file, "private key", failure="failed to open"),
+                                           password)
         else:
             options.keypair = generate_keypair(key_algorithm, rsa_bits=rsa_bits, ecdsa_curve=ecdsa_curve)
         options.known_hosts, options.password = scan_host_key(url), password
@@ -82,12 +89,8 @@ def git_secret(name: str, namespace: str, url: str, *, username: str = "", passw
 
 
 def read_ca(path: Optional[str]) -> bytes:
-    if not path:
-        return b""
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise CLIError(f"unable to read TLS CA file: open {path}: {(exc.strerror or str(exc)).lower()}") from None
+    """``--ca-file``/``--ca-crt-file`` (flux's "unable to read TLS CA file" when it cannot be read)."""
+    return read_file(path, "TLS CA", failure="unable to read")
 
 
 @create_secret_app.command("git")
@@ -95,29 +98,22 @@ def read_ca(path: Optional[str]) -> bytes:
 def create_secret_git(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Name of the Secret."),
-    url: str = typer.Option("", "--url", help="Git address, e.g. ssh://git@host/org/repository."),
-    username: str = typer.Option("", "--username", "-u", help="Basic authentication username."),
-    password: str = typer.Option("", "--password", "-p", help="Basic authentication password (or the private "
-                                                              "key's passphrase)."),
+    url: str = URL_OPTION,
+    username: str = USERNAME_OPTION,
+    password: str = PASSWORD_OPTION,
     bearer_token: str = typer.Option("", "--bearer-token", help="Bearer authentication token."),
-    key_algorithm: str = typer.Option("ecdsa", "--ssh-key-algorithm",
-                                      help="SSH public key algorithm: " + ", ".join(KEY_ALGORITHMS) + "."),
-    rsa_bits: int = typer.Option(2048, "--ssh-rsa-bits", help="SSH RSA public key bit size (multiple of 8)."),
-    ecdsa_curve: str = typer.Option("p384", "--ssh-ecdsa-curve",
-                                    help="SSH ECDSA public key curve: " + ", ".join(ECDSA_CURVES) + "."),
+    key_algorithm: str = KEY_ALGORITHM_OPTION,
+    rsa_bits: int = RSA_BITS_OPTION,
+    ecdsa_curve: str = ECDSA_CURVE_OPTION,
     ca_file: Optional[str] = typer.Option(None, "--ca-file", help="Path to a TLS CA file (deprecated: use "
                                                                   "--ca-crt-file)."),
     ca_crt_file: Optional[str] = typer.Option(None, "--ca-crt-file", help="Path to a TLS CA certificate file; "
                                                                           "takes precedence over --ca-file."),
-    private_key_file: Optional[str] = typer.Option(None, "--private-key-file",
-                                                   help="Path to a private key file used for authenticating to "
-                                                        "the Git SSH server."),
-    export: bool = typer.Option(False, "--export", help="Print the Secret as YAML instead of applying it."),
-    label: Optional[list[str]] = typer.Option(None, "--label", help=LABEL_HELP),
+    private_key_file: Optional[str] = PRIVATE_KEY_FILE_OPTION,
+    export: bool = SECRET_EXPORT_OPTION,
+    label: Optional[list[str]] = LABEL_OPTION,
 ) -> None:
     """Create or update a Kubernetes secret for Git authentication."""
-    from flux_cli.commands.create_secret_tls import upsert_secret
-
     a: App = ctx.obj
     if not url:
         raise CLIError("url is required")
@@ -126,10 +122,6 @@ def create_secret_git(
                         ca_crt=ca_crt, ca_file=b"" if ca_crt else read_ca(ca_file),
                         private_key_file=private_key_file or "", key_algorithm=key_algorithm, rsa_bits=rsa_bits,
                         ecdsa_curve=ecdsa_curve, labels=parse_labels(label))
-    if export:
-        a.terminal.yaml([secret])
-        return
-    if "identity.pub" in secret["stringData"]:
+    if not export and "identity.pub" in secret["stringData"]:
         a.terminal.generate(f"deploy key: {secret['stringData']['identity.pub'].strip()}")
-    upsert_secret(a, secret)
-    a.terminal.action(f"git secret '{name}' created in '{a.namespace}' namespace")
+    export_or_upsert_secret(a, secret, "git", export=export)

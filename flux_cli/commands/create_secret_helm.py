@@ -13,7 +13,9 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.create import LABEL_HELP, create_secret_app, parse_labels
+from flux_cli.commands.create import (CA_CRT_FILE_OPTION, LABEL_OPTION, PASSWORD_OPTION, SECRET_EXPORT_OPTION,
+                                      TLS_CRT_FILE_OPTION, TLS_KEY_FILE_OPTION, USERNAME_OPTION, create_secret_app,
+                                      export_or_upsert_secret, object_meta, parse_labels, read_file)
 
 
 def helm_secret(name: str, namespace: str, *, username: str = "", password: str = "", ca: bytes = b"",
@@ -21,9 +23,7 @@ def helm_secret(name: str, namespace: str, *, username: str = "", password: str 
     """The Secret flux's sourcesecret.GenerateHelm makes (``stringData``; empty without credentials)."""
     from flux_cli.commands.create_secret_tls import CA_CERT_KEY, tls_secret
 
-    meta: dict = {"name": name, "namespace": namespace}
-    if labels:
-        meta["labels"] = labels
+    meta = object_meta(name, namespace, labels)
     try:
         if cert or key:
             return tls_secret(name, namespace, cert=cert, key=key, ca=ca, labels=labels)
@@ -48,22 +48,17 @@ def helm_secret(name: str, namespace: str, *, username: str = "", password: str 
 def create_secret_helm(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Name of the Secret."),
-    username: str = typer.Option("", "--username", "-u", help="Basic authentication username."),
-    password: str = typer.Option("", "--password", "-p", help="Basic authentication password."),
-    tls_crt_file: Optional[str] = typer.Option(None, "--tls-crt-file", help="TLS authentication cert file path."),
-    tls_key_file: Optional[str] = typer.Option(None, "--tls-key-file", help="TLS authentication key file path."),
-    ca_crt_file: Optional[str] = typer.Option(None, "--ca-crt-file", help="TLS authentication CA file path."),
-    export: bool = typer.Option(False, "--export", help="Print the Secret as YAML instead of applying it."),
-    label: Optional[list[str]] = typer.Option(None, "--label", help=LABEL_HELP),
+    username: str = USERNAME_OPTION,
+    password: str = PASSWORD_OPTION,
+    tls_crt_file: Optional[str] = TLS_CRT_FILE_OPTION,
+    tls_key_file: Optional[str] = TLS_KEY_FILE_OPTION,
+    ca_crt_file: Optional[str] = CA_CRT_FILE_OPTION,
+    export: bool = SECRET_EXPORT_OPTION,
+    label: Optional[list[str]] = LABEL_OPTION,
 ) -> None:
     """Create or update a Kubernetes secret for Helm repository authentication."""
-    from flux_cli.commands.create_secret_tls import _read, upsert_secret
-
     a: App = ctx.obj
-    secret = helm_secret(name, a.namespace, username=username, password=password, ca=_read(ca_crt_file, "TLS CA"),
-                         cert=_read(tls_crt_file, "cert"), key=_read(tls_key_file, "key"), labels=parse_labels(label))
-    if export:
-        a.terminal.yaml([secret])
-        return
-    upsert_secret(a, secret)
-    a.terminal.action(f"helm secret '{name}' created in '{a.namespace}' namespace")
+    secret = helm_secret(name, a.namespace, username=username, password=password, ca=read_file(ca_crt_file, "TLS CA"),
+                         cert=read_file(tls_crt_file, "cert"), key=read_file(tls_key_file, "key"),
+                         labels=parse_labels(label))
+    export_or_upsert_secret(a, secret, "helm", export=export)

@@ -11,7 +11,8 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.create import LABEL_HELP, create_secret_app, parse_labels
+from flux_cli.commands.create import (LABEL_OPTION, PASSWORD_OPTION, SECRET_EXPORT_OPTION, USERNAME_OPTION,
+                                      create_secret_app, export_or_upsert_secret, object_meta, parse_labels)
 
 
 def oci_secret(name: str, namespace: str, *, url: str, username: str, password: str,
@@ -26,10 +27,7 @@ def oci_secret(name: str, namespace: str, *, url: str, username: str, password: 
         Reference.parse(url)
     except InvalidReference as exc:
         raise CLIError(f"error parsing url: '{exc}'") from None
-    meta: dict = {"name": name, "namespace": namespace}
-    if labels:
-        meta["labels"] = labels
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta,
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": object_meta(name, namespace, labels),
             "stringData": {".dockerconfigjson": docker_config_json(url, username, password)},
             "type": "kubernetes.io/dockerconfigjson"}
 
@@ -40,19 +38,13 @@ def create_secret_oci(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Name of the Secret."),
     url: str = typer.Option("", "--url", help="The OCI repository address, e.g. ghcr.io/stefanprodan/charts."),
-    username: str = typer.Option("", "--username", "-u", help="Basic authentication username."),
-    password: str = typer.Option("", "--password", "-p", help="Basic authentication password."),
-    export: bool = typer.Option(False, "--export", help="Print the Secret as YAML instead of applying it."),
-    label: Optional[list[str]] = typer.Option(None, "--label", help=LABEL_HELP),
+    username: str = USERNAME_OPTION,
+    password: str = PASSWORD_OPTION,
+    export: bool = SECRET_EXPORT_OPTION,
+    label: Optional[list[str]] = LABEL_OPTION,
 ) -> None:
     """Create or update a Kubernetes image pull secret for an OCI registry."""
-    from flux_cli.commands.create_secret_tls import upsert_secret
-
     a: App = ctx.obj
     secret = oci_secret(name, a.namespace, url=url, username=username, password=password,
                         labels=parse_labels(label))
-    if export:
-        a.terminal.yaml([secret])
-        return
-    upsert_secret(a, secret)
-    a.terminal.action(f"oci secret '{name}' created in '{a.namespace}' namespace")
+    export_or_upsert_secret(a, secret, "oci", export=export)

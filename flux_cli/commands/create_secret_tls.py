@@ -6,14 +6,14 @@ applying it.
 """
 from __future__ import annotations
 
-import base64
-from pathlib import Path
 from typing import Optional
 
 import typer
 
-from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.create import LABEL_HELP, create_secret_app, parse_labels
+from flux_cli.app import App, handle_errors
+from flux_cli.commands.create import (CA_CRT_FILE_OPTION, LABEL_OPTION, SECRET_EXPORT_OPTION, TLS_CRT_FILE_OPTION,
+                                      TLS_KEY_FILE_OPTION, create_secret_app, export_or_upsert_secret, object_meta,
+                                      parse_labels, read_file)
 
 TLS_CERT_KEY, TLS_KEY_KEY, CA_CERT_KEY = "tls.crt", "tls.key", "ca.crt"
 
@@ -33,10 +33,7 @@ def tls_secret(name: str, namespace: str, *, cert: bytes = b"", key: bytes = b""
         data[TLS_CERT_KEY], data[TLS_KEY_KEY] = cert.decode(), key.decode()
     if ca:
         data[CA_CERT_KEY] = ca.decode()
-    meta: dict = {"name": name, "namespace": namespace}
-    if labels:
-        meta["labels"] = labels
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta,
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": object_meta(name, namespace, labels),
             "type": "kubernetes.io/tls" if cert else "Opaque", "stringData": data}
 
 
@@ -58,44 +55,21 @@ def _check_key_pair(cert_pem: bytes, key_pem: bytes) -> None:
         raise ValueError("invalid TLS certificate and key pair: tls: private key does not match public key")
 
 
-def upsert_secret(a: App, secret: dict) -> dict:
-    """Create or update a Secret (server-side apply of its ``data``, field manager ``flux``)."""
-    from controllers.runtime.apply import CLI_FIELD_MANAGER
-
-    body = {k: v for k, v in secret.items() if k != "stringData"}
-    body["data"] = {**(secret.get("data") or {}),
-                    **{k: base64.b64encode(v.encode()).decode() for k, v in (secret.get("stringData") or {}).items()}}
-    return a.kube.apply(body, field_manager=CLI_FIELD_MANAGER)
-
-
-def _read(path: Optional[str], what: str) -> bytes:
-    if not path:
-        return b""
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise CLIError(f"failed to read {what} file: open {path}: {(exc.strerror or str(exc)).lower()}") from None
-
-
 @create_secret_app.command("tls")
 @handle_errors
 def create_secret_tls(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Name of the Secret."),
-    tls_crt_file: Optional[str] = typer.Option(None, "--tls-crt-file", help="TLS authentication cert file path."),
-    tls_key_file: Optional[str] = typer.Option(None, "--tls-key-file", help="TLS authentication key file path."),
-    ca_crt_file: Optional[str] = typer.Option(None, "--ca-crt-file", help="TLS authentication CA file path."),
-    export: bool = typer.Option(False, "--export", help="Print the Secret as YAML instead of applying it."),
-    label: Optional[list[str]] = typer.Option(None, "--label", help=LABEL_HELP),
+    tls_crt_file: Optional[str] = TLS_CRT_FILE_OPTION,
+    tls_key_file: Optional[str] = TLS_KEY_FILE_OPTION,
+    ca_crt_file: Optional[str] = CA_CRT_FILE_OPTION,
+    export: bool = SECRET_EXPORT_OPTION,
+    label: Optional[list[str]] = LABEL_OPTION,
 ) -> None:
     """Create or update a Kubernetes secret with TLS certificates (files are PEM-encoded)."""
     a: App = ctx.obj
-    ca = _read(ca_crt_file, "TLS CA")
-    cert = _read(tls_crt_file, "cert")
-    key = _read(tls_key_file, "key")
+    ca = read_file(ca_crt_file, "TLS CA")
+    cert = read_file(tls_crt_file, "cert")
+    key = read_file(tls_key_file, "key")
     secret = tls_secret(name, a.namespace, cert=cert, key=key, ca=ca, labels=parse_labels(label))
-    if export:
-        a.terminal.yaml([secret])
-        return
-    upsert_secret(a, secret)
-    a.terminal.action(f"tls secret '{name}' created in '{a.namespace}' namespace")
+    export_or_upsert_secret(a, secret, "tls", export=export)

@@ -11,7 +11,10 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.create import LABEL_HELP, apply_or_export, create_source_app, new_object, parse_labels
+from flux_cli.commands.create import (FETCH_TIMEOUT_OPTION, INTERVAL_OPTION, LABEL_OPTION, PROXY_SECRET_REF_OPTION,
+                                      apply_or_export, create_source_app, export_option, go_duration,
+                                      ignore_paths_option, new_object, object_meta, parse_labels, secret_ref_option,
+                                      set_timeout, use_source_secret)
 
 PROVIDERS = ("generic", "aws", "azure", "gcp")
 
@@ -19,8 +22,6 @@ PROVIDERS = ("generic", "aws", "azure", "gcp")
 def bucket_spec(*, bucket_name: str, endpoint: str, provider: str, region: str, insecure: bool, interval: str,
                 ignore_paths: list[str], fetch_timeout: str, secret_ref: str, proxy_secret_ref: str) -> dict:
     """The Bucket's spec from the command's flags (validated as flux validates them)."""
-    from controllers.api.duration import format_duration, parse_duration
-
     if not bucket_name:
         raise CLIError("bucket-name is required")
     if not endpoint:
@@ -28,7 +29,7 @@ def bucket_spec(*, bucket_name: str, endpoint: str, provider: str, region: str, 
     if provider not in PROVIDERS:
         raise CLIError(f"source bucket provider '{provider}' is not supported, must be one of: "
                        f"{', '.join(PROVIDERS)}")
-    spec: dict = {"bucketName": bucket_name, "endpoint": endpoint, "interval": format_duration(parse_duration(interval)),
+    spec: dict = {"bucketName": bucket_name, "endpoint": endpoint, "interval": go_duration(interval),
                   "provider": provider}
     if insecure:
         spec["insecure"] = True
@@ -36,8 +37,7 @@ def bucket_spec(*, bucket_name: str, endpoint: str, provider: str, region: str, 
         spec["region"] = region
     if ignore_paths:
         spec["ignore"] = "\n".join(ignore_paths)
-    if fetch_timeout and parse_duration(fetch_timeout) > 0:
-        spec["timeout"] = format_duration(parse_duration(fetch_timeout))
+    set_timeout(spec, fetch_timeout)
     if secret_ref:
         spec["secretRef"] = {"name": secret_ref}
     if proxy_secret_ref:
@@ -58,21 +58,16 @@ def create_source_bucket(
     secret_key: str = typer.Option("", "--secret-key", help="The bucket secret key."),
     region: str = typer.Option("", "--region", help="The bucket region."),
     insecure: bool = typer.Option(False, "--insecure", help="For when connecting to a non-TLS S3 HTTP endpoint."),
-    secret_ref: str = typer.Option("", "--secret-ref", help="The name of an existing secret containing credentials."),
-    proxy_secret_ref: str = typer.Option("", "--proxy-secret-ref",
-                                         help="The name of an existing secret containing the proxy address and "
-                                              "credentials."),
-    ignore_paths: Optional[list[str]] = typer.Option(None, "--ignore-paths",
-                                                     help="Paths to ignore in the bucket (comma-separated or "
-                                                          "repeated)."),
-    interval: str = typer.Option("1m", "--interval", help="Source sync interval."),
-    fetch_timeout: str = typer.Option("0s", "--fetch-timeout", help="Set a timeout for fetching from the source."),
-    export: bool = typer.Option(False, "--export", help="Print the Bucket as YAML instead of applying it."),
-    label: Optional[list[str]] = typer.Option(None, "--label", help=LABEL_HELP),
+    secret_ref: str = secret_ref_option("The name of an existing secret containing credentials."),
+    proxy_secret_ref: str = PROXY_SECRET_REF_OPTION,
+    ignore_paths: Optional[list[str]] = ignore_paths_option("the bucket"),
+    interval: str = INTERVAL_OPTION,
+    fetch_timeout: str = FETCH_TIMEOUT_OPTION,
+    export: bool = export_option("Bucket"),
+    label: Optional[list[str]] = LABEL_OPTION,
 ) -> None:
     """Create or update a Bucket source and wait for its artifact."""
     from controllers.api.source import BUCKET
-    from flux_cli.commands.create_secret_tls import upsert_secret
     from flux_cli.flags import split_list
 
     a: App = ctx.obj
@@ -82,13 +77,7 @@ def create_source_bucket(
                        fetch_timeout=fetch_timeout, secret_ref=secret_ref, proxy_secret_ref=proxy_secret_ref)
     bucket = new_object(BUCKET, name, a.namespace, spec, labels)
     if not export and not secret_ref and access_key and secret_key:
-        secret_name = f"bucket-{name}"
-        a.terminal.action("applying secret with the bucket credentials")
-        meta: dict = {"name": secret_name, "namespace": a.namespace}
-        if labels:
-            meta["labels"] = labels
-        upsert_secret(a, {"apiVersion": "v1", "kind": "Secret", "metadata": meta,
-                          "stringData": {"accesskey": access_key, "secretkey": secret_key}})
-        spec["secretRef"] = {"name": secret_name}
-        a.terminal.success("authentication configured")
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": object_meta(f"bucket-{name}", a.namespace, labels),
+                  "stringData": {"accesskey": access_key, "secretkey": secret_key}}
+        use_source_secret(a, spec, secret, "applying secret with the bucket credentials")
     apply_or_export(a, BUCKET, bucket, export=export)

@@ -13,10 +13,11 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.create import LABEL_HELP, apply_or_export, create_source_app, new_object, parse_labels
+from flux_cli.commands.create import (INTERVAL_OPTION, LABEL_OPTION, VERIFY_PROVIDERS, apply_or_export,
+                                      create_source_app, export_option, go_duration, new_object, parse_labels,
+                                      verify_spec)
 
 SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket")
-VERIFY_PROVIDERS = ("cosign", "notation")
 
 
 def parse_source(value: str) -> tuple[str, str]:
@@ -34,32 +35,19 @@ def helm_chart_spec(*, source: str, chart: str, chart_version: str = "", interva
                     reconcile_strategy: str = "ChartVersion", verify_provider: str = "", verify_secret_ref: str = "",
                     verify_issuer: str = "", verify_subject: str = "") -> dict:
     """The HelmChart's spec from the command's flags (validated as flux validates them)."""
-    from controllers.api.duration import format_duration, parse_duration
-
     if not source:
         raise CLIError("chart source is required")
     kind, name = parse_source(source)
     if not chart:
         raise CLIError("chart name or path is required")
-    spec: dict = {"chart": chart, "interval": format_duration(parse_duration(interval)),
+    spec: dict = {"chart": chart, "interval": go_duration(interval),
                   "reconcileStrategy": reconcile_strategy, "sourceRef": {"kind": kind, "name": name}}
     if chart_version:
         spec["version"] = chart_version
-    if verify_provider:
-        if verify_provider not in VERIFY_PROVIDERS:
-            raise CLIError(f"invalid argument \"{verify_provider}\" for \"--verify-provider\" flag: source OCI "
-                           f"verify provider '{verify_provider}' is not supported, must be one of: "
-                           f"{', '.join(VERIFY_PROVIDERS)}")
-        verify: dict = {"provider": verify_provider}
-        if verify_secret_ref:
-            verify["secretRef"] = {"name": verify_secret_ref}
-        if verify_issuer or verify_subject:
-            verify["matchOIDCIdentity"] = [{"issuer": verify_issuer, "subject": verify_subject}]
+    verify = verify_spec(verify_provider, verify_secret_ref, verify_issuer, verify_subject,
+                         invalid_prefix=f"invalid argument \"{verify_provider}\" for \"--verify-provider\" flag: ")
+    if verify:
         spec["verify"] = verify
-    elif verify_secret_ref:
-        raise CLIError("a verification provider must be specified when a secret is specified")
-    elif verify_issuer or verify_subject:
-        raise CLIError("a verification provider must be specified when OIDC issuer/subject is specified")
     return dict(sorted(spec.items()))  # flux prints the keys sorted
 
 
@@ -86,9 +74,9 @@ def create_source_chart(
     verify_issuer: str = typer.Option("", "--verify-issuer",
                                       help="Regular expression to use for the OIDC issuer during signature "
                                            "verification."),
-    interval: str = typer.Option("1m", "--interval", help="Source sync interval."),
-    export: bool = typer.Option(False, "--export", help="Print the HelmChart as YAML instead of applying it."),
-    label: Optional[list[str]] = typer.Option(None, "--label", help=LABEL_HELP),
+    interval: str = INTERVAL_OPTION,
+    export: bool = export_option("HelmChart"),
+    label: Optional[list[str]] = LABEL_OPTION,
 ) -> None:
     """Create or update a HelmChart source and wait for the chart to be available."""
     from controllers.api.source import HELM_CHART

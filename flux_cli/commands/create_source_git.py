@@ -14,7 +14,13 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.create import LABEL_HELP, apply_or_export, create_source_app, new_object, parse_labels
+from flux_cli.commands.create import (FETCH_TIMEOUT_OPTION, INTERVAL_OPTION, LABEL_OPTION, USERNAME_OPTION,
+                                      apply_or_export, create_source_app, export_option, go_duration,
+                                      ignore_paths_option, new_object, parse_labels, secret_ref_option, set_timeout,
+                                      use_source_secret)
+from flux_cli.commands.create_secret_git import (ECDSA_CURVE_OPTION, KEY_ALGORITHM_OPTION, PASSWORD_OPTION,
+                                                 PRIVATE_KEY_FILE_OPTION, RSA_BITS_OPTION, URL_OPTION, git_secret,
+                                                 read_ca)
 
 
 def git_repository_spec(*, url: str, branch: str = "", tag: str = "", semver: str = "", ref_name: str = "",
@@ -22,8 +28,6 @@ def git_repository_spec(*, url: str, branch: str = "", tag: str = "", semver: st
                         recurse_submodules: bool = False, ignore_paths: list[str] | None = None,
                         ca_file: str = "") -> dict:
     """The GitRepository's spec from the command's flags, validated as flux validates them."""
-    from controllers.api.duration import format_duration, parse_duration
-
     if not url:
         raise CLIError("url is required")
     scheme = urllib.parse.urlsplit(url).scheme
@@ -44,9 +48,8 @@ def git_repository_spec(*, url: str, branch: str = "", tag: str = "", semver: st
         ref = {"tag": tag}
     else:
         ref = {"branch": branch}
-    spec: dict = {"url": url, "interval": format_duration(parse_duration(interval)), "ref": ref}
-    if fetch_timeout and parse_duration(fetch_timeout) > 0:
-        spec["timeout"] = format_duration(parse_duration(fetch_timeout))
+    spec: dict = {"url": url, "interval": go_duration(interval), "ref": ref}
+    set_timeout(spec, fetch_timeout)
     if recurse_submodules:
         spec["recurseSubmodules"] = True
     if ignore_paths:
@@ -61,38 +64,30 @@ def git_repository_spec(*, url: str, branch: str = "", tag: str = "", semver: st
 def create_source_git(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Name of the GitRepository."),
-    url: str = typer.Option("", "--url", help="Git address, e.g. ssh://git@host/org/repository."),
+    url: str = URL_OPTION,
     branch: str = typer.Option("", "--branch", help="Git branch."),
     tag: str = typer.Option("", "--tag", help="Git tag."),
     semver: str = typer.Option("", "--tag-semver", help="Git tag semver range."),
     ref_name: str = typer.Option("", "--ref-name", help="Git reference name."),
     commit: str = typer.Option("", "--commit", help="Git commit."),
-    username: str = typer.Option("", "--username", "-u", help="Basic authentication username."),
-    password: str = typer.Option("", "--password", "-p", help="Basic authentication password (or the private "
-                                                              "key's passphrase)."),
-    key_algorithm: str = typer.Option("ecdsa", "--ssh-key-algorithm", help="SSH public key algorithm: rsa, ecdsa, "
-                                                                           "ed25519."),
-    rsa_bits: int = typer.Option(2048, "--ssh-rsa-bits", help="SSH RSA public key bit size (multiple of 8)."),
-    ecdsa_curve: str = typer.Option("p384", "--ssh-ecdsa-curve", help="SSH ECDSA public key curve: p256, p384, "
-                                                                      "p521."),
-    secret_ref: str = typer.Option("", "--secret-ref", help="The name of an existing secret containing SSH or "
-                                                            "basic credentials."),
+    username: str = USERNAME_OPTION,
+    password: str = PASSWORD_OPTION,
+    key_algorithm: str = KEY_ALGORITHM_OPTION,
+    rsa_bits: int = RSA_BITS_OPTION,
+    ecdsa_curve: str = ECDSA_CURVE_OPTION,
+    secret_ref: str = secret_ref_option("The name of an existing secret containing SSH or basic credentials."),
     ca_file: Optional[str] = typer.Option(None, "--ca-file", help="Path to a TLS CA file used for validating "
                                                                   "self-signed certificates."),
-    private_key_file: Optional[str] = typer.Option(None, "--private-key-file",
-                                                   help="Path to a private key file used for authenticating to "
-                                                        "the Git SSH server."),
+    private_key_file: Optional[str] = PRIVATE_KEY_FILE_OPTION,
     recurse_submodules: bool = typer.Option(False, "--recurse-submodules",
                                             help="Initialize and include Git submodules in the artifact."),
     silent: bool = typer.Option(False, "--silent", "-s", help="Assume the deploy key is already set up: skip the "
                                                               "confirmation."),
-    ignore_paths: Optional[list[str]] = typer.Option(None, "--ignore-paths",
-                                                     help="Paths to ignore in the repository (comma-separated or "
-                                                          "repeated)."),
-    interval: str = typer.Option("1m", "--interval", help="Source sync interval."),
-    fetch_timeout: str = typer.Option("0s", "--fetch-timeout", help="Set a timeout for fetching from the source."),
-    export: bool = typer.Option(False, "--export", help="Print the GitRepository as YAML instead of applying it."),
-    label: Optional[list[str]] = typer.Option(None, "--label", help=LABEL_HELP),
+    ignore_paths: Optional[list[str]] = ignore_paths_option("the repository"),
+    interval: str = INTERVAL_OPTION,
+    fetch_timeout: str = FETCH_TIMEOUT_OPTION,
+    export: bool = export_option("GitRepository"),
+    label: Optional[list[str]] = LABEL_OPTION,
 ) -> None:
     """Create or update a GitRepository source and wait for its artifact."""
     from controllers.api.source import GIT_REPOSITORY
@@ -116,9 +111,6 @@ def _configure_authentication(a: App, name: str, spec: dict, *, username: str, p
                               private_key_file: str, key_algorithm: str, rsa_bits: int, ecdsa_curve: str,
                               silent: bool) -> None:
     """flux's credentials Secret for a source created without ``--secret-ref`` (none when nothing to store)."""
-    from flux_cli.commands.create_secret_git import git_secret, read_ca
-    from flux_cli.commands.create_secret_tls import upsert_secret
-
     scheme = urllib.parse.urlsplit(spec["url"]).scheme
     if scheme == "http" and (username or password):
         a.terminal.warning("insecure configuration: credentials configured for an HTTP URL")
@@ -138,7 +130,4 @@ def _configure_authentication(a: App, name: str, spec: dict, *, username: str, p
         a.terminal.generate(f"deploy key: {data['identity.pub'].strip()}")
         if not silent and not a.terminal.confirm("Have you added the deploy key to your repository"):
             raise CLIError("aborting")
-    a.terminal.action("applying secret with repository credentials")
-    upsert_secret(a, secret)
-    spec["secretRef"] = {"name": name}
-    a.terminal.success("authentication configured")
+    use_source_secret(a, spec, secret, "applying secret with repository credentials")

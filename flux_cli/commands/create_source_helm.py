@@ -14,7 +14,9 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.create import LABEL_HELP, apply_or_export, create_source_app, new_object, parse_labels
+from flux_cli.commands.create import (INTERVAL_OPTION, LABEL_OPTION, PASSWORD_OPTION, USERNAME_OPTION, apply_or_export,
+                                      create_source_app, export_option, go_duration, new_object, parse_labels,
+                                      read_file, secret_ref_option, set_timeout, use_source_secret)
 
 OCI_PROVIDERS = ("generic", "aws", "azure", "gcp")
 
@@ -22,8 +24,6 @@ OCI_PROVIDERS = ("generic", "aws", "azure", "gcp")
 def helm_repository_spec(*, url: str, interval: str, fetch_timeout: str = "0s", oci_provider: str = "",
                          secret_ref: str = "", pass_credentials: bool = False) -> dict:
     """The HelmRepository's spec from the command's flags (validated as flux validates them)."""
-    from controllers.api.duration import format_duration, parse_duration
-
     if not url:
         raise CLIError("url is required")
     try:
@@ -34,15 +34,14 @@ def helm_repository_spec(*, url: str, interval: str, fetch_timeout: str = "0s", 
         raise CLIError(f"url scheme '{parts.scheme}' not supported, can be: http, https and oci")
     if not parts.netloc:
         raise CLIError("url host is required")
-    spec: dict = {"url": url, "interval": format_duration(parse_duration(interval))}
+    spec: dict = {"url": url, "interval": go_duration(interval)}
     if parts.scheme == "oci":
         spec["type"] = "oci"
         if oci_provider:
             if oci_provider not in OCI_PROVIDERS:
                 raise CLIError(f"invalid OCI provider '{oci_provider}', must be one of: {', '.join(OCI_PROVIDERS)}")
             spec["provider"] = oci_provider
-    if fetch_timeout and parse_duration(fetch_timeout) > 0:
-        spec["timeout"] = format_duration(parse_duration(fetch_timeout))
+    set_timeout(spec, fetch_timeout)
     if secret_ref:
         spec["secretRef"] = {"name": secret_ref}
         spec["passCredentials"] = pass_credentials
@@ -55,25 +54,24 @@ def create_source_helm(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Name of the HelmRepository."),
     url: str = typer.Option("", "--url", help="Helm repository address."),
-    username: str = typer.Option("", "--username", "-u", help="Basic authentication username."),
-    password: str = typer.Option("", "--password", "-p", help="Basic authentication password."),
+    username: str = USERNAME_OPTION,
+    password: str = PASSWORD_OPTION,
     cert_file: Optional[str] = typer.Option(None, "--cert-file", help="TLS authentication cert file path."),
     key_file: Optional[str] = typer.Option(None, "--key-file", help="TLS authentication key file path."),
     ca_file: Optional[str] = typer.Option(None, "--ca-file", help="TLS authentication CA file path."),
-    secret_ref: str = typer.Option("", "--secret-ref", help="The name of an existing secret containing TLS, basic "
-                                                            "auth or docker-config credentials."),
+    secret_ref: str = secret_ref_option("The name of an existing secret containing TLS, basic auth or "
+                                        "docker-config credentials."),
     oci_provider: str = typer.Option("", "--oci-provider", help="OCI provider for authentication."),
     pass_credentials: bool = typer.Option(False, "--pass-credentials", help="Pass credentials to all domains."),
-    interval: str = typer.Option("1m", "--interval", help="Source sync interval."),
+    interval: str = INTERVAL_OPTION,
     fetch_timeout: str = typer.Option("0s", "--fetch-timeout", help="Set a timeout for fetch operations performed "
                                                                     "by source-controller."),
-    export: bool = typer.Option(False, "--export", help="Print the HelmRepository as YAML instead of applying it."),
-    label: Optional[list[str]] = typer.Option(None, "--label", help=LABEL_HELP),
+    export: bool = export_option("HelmRepository"),
+    label: Optional[list[str]] = LABEL_OPTION,
 ) -> None:
     """Create or update a HelmRepository source and wait for it to fetch the index."""
     from controllers.api.source import HELM_REPOSITORY
     from flux_cli.commands.create_secret_helm import helm_secret
-    from flux_cli.commands.create_secret_tls import _read, upsert_secret
 
     a: App = ctx.obj
     labels = parse_labels(label)
@@ -84,14 +82,13 @@ def create_source_helm(
         apply_or_export(a, HELM_REPOSITORY, repository, export=True)
         return
     if not secret_ref:
-        cert, key = (_read(cert_file, "cert"), _read(key_file, "key")) if cert_file and key_file else (b"", b"")
+        cert, key = (read_file(cert_file, "cert"), read_file(key_file, "key")) if cert_file and key_file \
+            else (b"", b"")
         secret = helm_secret(f"helm-{name}", a.namespace, username=username, password=password,
-                             ca=_read(ca_file, "TLS CA"), cert=cert, key=key)
+                             ca=read_file(ca_file, "TLS CA"), cert=cert, key=key)
         if secret["stringData"]:
-            a.terminal.action("applying secret with repository credentials")
-            upsert_secret(a, secret)
-            spec.update(passCredentials=pass_credentials, secretRef={"name": f"helm-{name}"})
-            a.terminal.success("authentication configured")
+            spec["passCredentials"] = pass_credentials
+            use_source_secret(a, spec, secret, "applying secret with repository credentials")
     if spec.get("type") != "oci":
         apply_or_export(a, HELM_REPOSITORY, repository, export=False)
         return

@@ -11,10 +11,12 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.create import LABEL_HELP, apply_or_export, create_source_app, new_object, parse_labels
+from flux_cli.commands.create import (FETCH_TIMEOUT_OPTION, INTERVAL_OPTION, LABEL_OPTION, PROXY_SECRET_REF_OPTION,
+                                      VERIFY_PROVIDERS, apply_or_export, create_source_app, export_option,
+                                      go_duration, ignore_paths_option, new_object, parse_labels, secret_ref_option,
+                                      set_timeout, verify_spec)
 
 PROVIDERS = ("generic", "aws", "azure", "gcp")
-VERIFY_PROVIDERS = ("cosign", "notation")
 
 
 def oci_repository_spec(*, url: str, tag: str = "", semver: str = "", digest: str = "", provider: str = "generic",
@@ -24,8 +26,6 @@ def oci_repository_spec(*, url: str, tag: str = "", semver: str = "", digest: st
                         insecure: bool = False, interval: str = "1m", fetch_timeout: str = "0s") -> dict:
     """The OCIRepository's spec from the command's flags (validated as flux validates them), keys sorted
     as flux's YAML prints them."""
-    from controllers.api.duration import format_duration, parse_duration
-
     if not url:
         raise CLIError("url is required")
     if not (semver or tag or digest):
@@ -33,33 +33,21 @@ def oci_repository_spec(*, url: str, tag: str = "", semver: str = "", digest: st
     if provider not in PROVIDERS:
         raise CLIError(f"source OCI provider '{provider}' is not supported, must be one of: {', '.join(PROVIDERS)}")
     ref = {k: v for k, v in (("digest", digest), ("semver", semver), ("tag", tag)) if v}
-    spec: dict = {"interval": format_duration(parse_duration(interval)), "provider": provider, "ref": ref, "url": url}
+    spec: dict = {"interval": go_duration(interval), "provider": provider, "ref": ref, "url": url}
     if insecure:
         spec["insecure"] = True
     if ignore_paths:
         spec["ignore"] = "\n".join(ignore_paths)
-    if fetch_timeout and parse_duration(fetch_timeout) > 0:
-        spec["timeout"] = format_duration(parse_duration(fetch_timeout))
+    set_timeout(spec, fetch_timeout)
     for field, value in (("secretRef", secret_ref), ("proxySecretRef", proxy_secret_ref),
                          ("certSecretRef", cert_ref)):
         if value:
             spec[field] = {"name": value}
     if service_account:
         spec["serviceAccountName"] = service_account
-    if verify_provider:
-        if verify_provider not in VERIFY_PROVIDERS:
-            raise CLIError(f"source OCI verify provider '{verify_provider}' is not supported, must be one of: "
-                           f"{', '.join(VERIFY_PROVIDERS)}")
-        verify: dict = {"provider": verify_provider}
-        if verify_issuer or verify_subject:
-            verify["matchOIDCIdentity"] = [{"issuer": verify_issuer, "subject": verify_subject}]
-        if verify_secret_ref:
-            verify["secretRef"] = {"name": verify_secret_ref}
+    verify = verify_spec(verify_provider, verify_secret_ref, verify_issuer, verify_subject)
+    if verify:
         spec["verify"] = dict(sorted(verify.items()))
-    elif verify_secret_ref:
-        raise CLIError("a verification provider must be specified when a secret is specified")
-    elif verify_issuer or verify_subject:
-        raise CLIError("a verification provider must be specified when OIDC issuer/subject is specified")
     return dict(sorted(spec.items()))
 
 
@@ -74,11 +62,9 @@ def create_source_oci(
     digest: str = typer.Option("", "--digest", help="The OCI artifact digest."),
     provider: str = typer.Option("generic", "--provider", help="The OCI provider name: " + ", ".join(PROVIDERS)
                                                                + "."),
-    secret_ref: str = typer.Option("", "--secret-ref", help="The name of the Kubernetes image pull secret (type "
-                                                            "'kubernetes.io/dockerconfigjson')."),
-    proxy_secret_ref: str = typer.Option("", "--proxy-secret-ref",
-                                         help="The name of an existing secret containing the proxy address and "
-                                              "credentials."),
+    secret_ref: str = secret_ref_option("The name of the Kubernetes image pull secret (type "
+                                        "'kubernetes.io/dockerconfigjson')."),
+    proxy_secret_ref: str = PROXY_SECRET_REF_OPTION,
     service_account: str = typer.Option("", "--service-account",
                                         help="The name of the Kubernetes service account that refers to an image "
                                              "pull secret."),
@@ -91,15 +77,13 @@ def create_source_oci(
                                        help="Regular expression for the OIDC subject during signature verification."),
     verify_issuer: str = typer.Option("", "--verify-issuer",
                                       help="Regular expression for the OIDC issuer during signature verification."),
-    ignore_paths: Optional[list[str]] = typer.Option(None, "--ignore-paths",
-                                                     help="Paths to ignore in the artifact (comma-separated or "
-                                                          "repeated)."),
+    ignore_paths: Optional[list[str]] = ignore_paths_option("the artifact"),
     insecure: bool = typer.Option(False, "--insecure", help="For when connecting to non-TLS registries over plain "
                                                             "HTTP."),
-    interval: str = typer.Option("1m", "--interval", help="Source sync interval."),
-    fetch_timeout: str = typer.Option("0s", "--fetch-timeout", help="Set a timeout for fetching from the source."),
-    export: bool = typer.Option(False, "--export", help="Print the OCIRepository as YAML instead of applying it."),
-    label: Optional[list[str]] = typer.Option(None, "--label", help=LABEL_HELP),
+    interval: str = INTERVAL_OPTION,
+    fetch_timeout: str = FETCH_TIMEOUT_OPTION,
+    export: bool = export_option("OCIRepository"),
+    label: Optional[list[str]] = LABEL_OPTION,
 ) -> None:
     """Create or update an OCIRepository source and wait for its artifact."""
     from controllers.api.source import OCI_REPOSITORY

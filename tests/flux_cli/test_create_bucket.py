@@ -12,10 +12,10 @@ import flux_cli.commands.create_source_bucket  # noqa: F401 - registers the comm
 from controllers.api.builtin import SECRET
 from controllers.api.objects import find_condition
 from controllers.api.source import BUCKET
-from controllers.localcluster.plane import _name, _new_key, _pem_cert, _pem_key, _sign
 from controllers.source.bucket import BucketReconciler, index_digest
 from controllers.source.storage import Storage
 from servers.s3 import s3_server  # noqa: F401
+from servers.tls import issue, new_ca, new_key_pem
 
 
 def test_export_bucket(fluxpy):
@@ -72,12 +72,9 @@ def test_create_bucket_waits_for_the_fetched_revision(fluxpy, kube, kubeconfig, 
 
 @pytest.fixture
 def pki(tmp_path):
-    ca_key = _new_key()
-    ca = _sign(None, None, ca_key, _name("test-ca"), ca=True)
-    key = _new_key()
-    cert = _sign(ca, ca_key, key, _name("client"), client=True)
-    other = _new_key()
-    files = {"ca.crt": _pem_cert(ca), "tls.crt": _pem_cert(cert), "tls.key": _pem_key(key), "other.key": _pem_key(other)}
+    ca = new_ca("test-ca")
+    client = issue(ca, "client", client=True)
+    files = {"ca.crt": ca.cert_pem, "tls.crt": client.cert_pem, "tls.key": client.key_pem, "other.key": new_key_pem()}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     return tmp_path, files

@@ -17,6 +17,7 @@ from controllers.source.helmchart import HelmChartReconciler
 from controllers.source.helmrepo import HelmRepositoryReconciler
 from controllers.source.storage import Storage
 from servers.helmrepo import helm_repo_auth, make_chart  # noqa: F401
+from servers.tls import new_ca
 
 
 def test_secret_export_basic_auth_with_ca(fluxpy, tmp_path):
@@ -32,11 +33,9 @@ def test_secret_export_basic_auth_with_ca(fluxpy, tmp_path):
 
 
 def test_secret_export_client_certificate_wins(fluxpy, tmp_path):
-    from controllers.localcluster.plane import _name, _new_key, _pem_cert, _pem_key, _sign
-
-    key = _new_key()
-    (tmp_path / "tls.crt").write_bytes(_pem_cert(_sign(None, None, key, _name("client"), ca=True)))
-    (tmp_path / "tls.key").write_bytes(_pem_key(key))
+    client = new_ca("client")  # self-signed
+    (tmp_path / "tls.crt").write_bytes(client.cert_pem)
+    (tmp_path / "tls.key").write_bytes(client.key_pem)
     res = fluxpy("create", "secret", "helm", "mtls", "-u", "ignored", "-p", "ignored", "--tls-crt-file",
                  str(tmp_path / "tls.crt"), "--tls-key-file", str(tmp_path / "tls.key"), "--export")
     assert res.exit_code == 0, res.stderr

@@ -32,7 +32,9 @@ from pathlib import Path
 
 import pytest
 
-from controllers.localcluster.plane import _name, _new_key, _pem_cert, _pem_key, _sign, free_port
+from controllers.localcluster.plane import free_port
+from servers.net import serve_http, stop_http
+from servers.tls import serving_certificate
 
 SSHD = "/usr/sbin/sshd"
 START_TIMEOUT = 20.0
@@ -178,7 +180,6 @@ class GitHTTPServer(_RepoHost):
         self.requests = 0
         self._lock = threading.Lock()
         self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.port = 0
 
     @property
@@ -264,31 +265,18 @@ class GitHTTPServer(_RepoHost):
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        if self.tls:
-            self._server.socket = self._tls_context().wrap_socket(self._server.socket, server_side=True)
+        self._server = serve_http(Handler, "git-http", self._tls_context() if self.tls else None)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"git-http-{self.port}", daemon=True)
-        self._thread.start()
         return self
 
     def _tls_context(self) -> ssl.SSLContext:
-        ca_key, key = _new_key(), _new_key()
-        ca = _sign(None, None, ca_key, _name("fluxpy-git-test-ca"), ca=True)
-        cert = _sign(ca, ca_key, key, _name("git-http"), server_names=("127.0.0.1", "localhost"))
-        self.ca_pem = _pem_cert(ca)
-        (self.workdir / "tls.crt").write_bytes(_pem_cert(cert))
-        (self.workdir / "tls.key").write_bytes(_pem_key(key))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.workdir / "tls.crt", self.workdir / "tls.key")
-        return context
+        serving = serving_certificate(self.workdir, "git-http", "fluxpy-git-test-ca")
+        self.ca_pem = serving.ca_pem
+        return serving.context()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_http(self._server)
+        self._server = None
 
 
 # --------------------------------------------------------------------------- SSH

@@ -24,6 +24,8 @@ import pytest
 import yaml
 
 from controllers.source.helm_client import HelmCLI
+from servers.net import serve_http, stop_http
+from servers.tls import serving_certificate
 
 TIMEOUT = 60.0
 
@@ -126,32 +128,17 @@ class HelmRepoServer:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        if self.tls:
-            self._server.socket = self._tls_context().wrap_socket(self._server.socket, server_side=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="helm-repo").start()
+        self._server = serve_http(Handler, "helm-repo", self._tls_context() if self.tls else None)
         return self
 
     def _tls_context(self) -> ssl.SSLContext:
-        from controllers.localcluster.plane import _name, _new_key, _pem_cert, _pem_key, _sign
-
-        ca_key = _new_key()
-        ca = _sign(None, None, ca_key, _name("fluxpy-helm-test-ca"), ca=True)
-        key = _new_key()
-        cert = _sign(ca, ca_key, key, _name("helm-repo"), server_names=("127.0.0.1", "localhost"))
-        self.ca_pem = _pem_cert(ca)
-        (self.root.parent / "server.crt").write_bytes(_pem_cert(cert))
-        (self.root.parent / "server.key").write_bytes(_pem_key(key))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.root.parent / "server.crt", self.root.parent / "server.key")
-        return context
+        serving = serving_certificate(self.root.parent, "helm-repo", "fluxpy-helm-test-ca")
+        self.ca_pem = serving.ca_pem
+        return serving.context()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_http(self._server)
+        self._server = None
 
 
 def _served(tmp_path: Path, **kwargs):
@@ -195,44 +182,3 @@ def push_oci(registry, archive: Path, repository: str) -> str:
                      *plain, *tls, stdin=registry.password)
         out = helm.run("push", str(archive), f"oci://{registry.host}/{repository}", *plain, *tls)
     return out.strip().splitlines()[0].removeprefix("Pushed: ") if out.strip() else ""
-
-
-# --------------------------------------------------------------------------- helpers for the Helm source tests
-
-def apply_source(kube, kind, namespace: str, name: str, spec: dict) -> dict:
-    """Create or update a source object (``kind`` a controllers.api Kind) with ``spec``."""
-    body = {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": name, "namespace": namespace},
-            "spec": spec}
-    return kube.apply(body, field_manager="fluxpy-tests")
-
-
-def apply_secret(kube, namespace: str, name: str, string_data: dict[str, str], type_: str = "Opaque") -> None:
-    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-                "type": type_, "stringData": string_data}, field_manager="fluxpy-tests")
-
-
-def ready_with(status: str, reason: str | None = None):
-    """A predicate: Ready has ``status`` (and ``reason``) for the object's current generation."""
-    from controllers.api.objects import find_condition
-
-    def check(obj: dict) -> bool:
-        ready = find_condition(obj, "Ready") or {}
-        return (ready.get("observedGeneration") == obj["metadata"]["generation"] and ready.get("status") == status
-                and (reason is None or ready.get("reason") == reason))
-    return check
-
-
-def wait(kube, kind, namespace: str, name: str, predicate, what: str, timeout: float = TIMEOUT) -> dict:
-    return kube.wait_for(kind, name, namespace, predicate, timeout=timeout, what=what)
-
-
-def reconcile_now(kube, kind, namespace: str, name: str) -> dict:
-    """Request a reconciliation; the object once it was handled (success or failure)."""
-    import time
-
-    from controllers.api.objects import dig, find_condition
-
-    token = str(time.time())
-    kube.patch(kind, name, {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}}, namespace)
-    return wait(kube, kind, namespace, name, lambda o: dig(o, "status.lastHandledReconcileAt") == token
-                and (find_condition(o, "Ready") or {}).get("status") != "Unknown", "reconcile handled")

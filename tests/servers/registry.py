@@ -23,7 +23,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,8 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from controllers.localcluster.plane import (_die_with_parent, _name, _new_key, _pem_cert, _pem_key, _sign, _tail, _terminate,
-                                            free_port)
+from controllers.localcluster.plane import _die_with_parent, _tail, _terminate, free_port
+from servers.net import serve_http, stop_http
+from servers.tls import client_context, new_ca, serving_certificate
 
 BINARY = "/usr/bin/docker-registry"
 START_TIMEOUT = 30.0
@@ -76,12 +76,10 @@ class Registry:
 
     def client(self, timeout: float = 30.0):
         """An OCI client with this registry's credentials (and CA)."""
-        import ssl
-
         from controllers.source import ociclient
 
         credentials = ociclient.Credentials(self.username, self.password) if self.username else None
-        context = ssl.create_default_context(cadata=self.ca_pem.decode()) if self.tls else None
+        context = client_context(self.ca_pem) if self.tls else None
         return ociclient.RegistryClient(self.host, credentials=credentials, ssl_context=context, timeout=timeout)
 
     def push(self, repository: str, tag: str, files: dict[str, str | bytes] | None = None, *,
@@ -153,19 +151,12 @@ class Registry:
         return {}
 
     def _write_tls(self) -> dict:
-        ca_key = _new_key()
-        ca = _sign(None, None, ca_key, _name("fluxpy-registry-test-ca"), ca=True)
-        key = _new_key()
-        cert = _sign(ca, ca_key, key, _name("docker-registry"), server_names=("127.0.0.1", "localhost"))
-        self.ca_pem = _pem_cert(ca)
-        (self.workdir / "tls.crt").write_bytes(_pem_cert(cert))
-        (self.workdir / "tls.key").write_bytes(_pem_key(key))
-        return {"tls": {"certificate": str(self.workdir / "tls.crt"), "key": str(self.workdir / "tls.key")}}
+        serving = serving_certificate(self.workdir, "docker-registry", "fluxpy-registry-test-ca")
+        self.ca_pem = serving.ca_pem
+        return {"tls": {"certificate": str(serving.cert_file), "key": str(serving.key_file)}}
 
     def _wait_ready(self, deadline: float) -> bool:
-        import ssl
-
-        context = ssl.create_default_context(cadata=self.ca_pem.decode()) if self.tls else None
+        context = client_context(self.ca_pem) if self.tls else None
         scheme = "https" if self.tls else "http"
         while time.monotonic() < deadline:
             if self._popen.poll() is not None:
@@ -198,9 +189,8 @@ class _TokenService:
 
     def __init__(self, username: str, password: str):
         self.username, self.password = username, password
-        self.key = _new_key()
-        self.cert = _sign(None, None, self.key, _name("fluxpy-test-token-signer"), ca=True)
-        self.cert_pem = _pem_cert(self.cert)
+        signer = new_ca("fluxpy-test-token-signer")
+        self.key, self.cert, self.cert_pem = signer.key, signer.cert, signer.cert_pem
         self.requests: list[dict] = []
         self._server: http.server.ThreadingHTTPServer | None = None
 
@@ -235,9 +225,7 @@ class _TokenService:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="token-service").start()
+        self._server = serve_http(Handler, "token-service")
         return self
 
     def token(self, scopes: list[str]) -> str:
@@ -260,10 +248,8 @@ class _TokenService:
         return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_http(self._server)
+        self._server = None
 
 
 def tarball_with(entries: list[tuple[str, str, str]]) -> bytes:

@@ -9,7 +9,6 @@ test a fresh bucket; the root credentials are the access/secret keys a Bucket's 
 from __future__ import annotations
 
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -18,19 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from controllers.localcluster.plane import _die_with_parent, _name, _new_key, _pem_cert, _pem_key, _sign, _tail, _terminate
+from controllers.localcluster.plane import _die_with_parent, _tail, _terminate, free_port
 from controllers.localcluster.tools import ensure
 from controllers.source.s3client import S3Client, S3Error
+from servers.tls import client_context, serving_certificate
 
 START_TIMEOUT = 30.0
 REGION = "us-east-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class S3Server:
     """One versitygw process serving the directories under ``root`` as buckets."""
@@ -58,7 +51,7 @@ class S3Server:
             argv += self._write_tls()
         deadline = time.monotonic() + timeout
         while True:  # the port is chosen before the server binds it: retry if another process took it
-            self.port = _free_port()
+            self.port = free_port()
             with open(self.log, "ab") as out:
                 self._popen = subprocess.Popen(
                     [*argv, "--port", self.endpoint, "posix", str(root)],
@@ -85,14 +78,9 @@ class S3Server:
         return False
 
     def _write_tls(self) -> list[str]:
-        ca_key = _new_key()
-        ca = _sign(None, None, ca_key, _name("fluxpy-s3-test-ca"), ca=True)
-        key = _new_key()
-        cert = _sign(ca, ca_key, key, _name("versitygw"), server_names=("127.0.0.1", "localhost"))
-        self.ca_pem = _pem_cert(ca)
-        (self.workdir / "tls.crt").write_bytes(_pem_cert(cert))
-        (self.workdir / "tls.key").write_bytes(_pem_key(key))
-        return ["--cert", str(self.workdir / "tls.crt"), "--key", str(self.workdir / "tls.key")]
+        serving = serving_certificate(self.workdir, "versitygw", "fluxpy-s3-test-ca")
+        self.ca_pem = serving.ca_pem
+        return ["--cert", str(serving.cert_file), "--key", str(serving.key_file)]
 
     def stop(self) -> None:
         if self._popen is not None:
@@ -101,11 +89,7 @@ class S3Server:
 
     def client(self, **kw) -> S3Client:
         """A client with the root credentials (trusting the test CA when serving TLS)."""
-        import ssl
-
-        context = None
-        if self.tls:
-            context = ssl.create_default_context(cadata=self.ca_pem.decode())
+        context = client_context(self.ca_pem) if self.tls else None
         kw = {"access_key": self.access_key, "secret_key": self.secret_key, "region": self.region,
               "secure": self.tls, "ssl_context": context, "timeout": 10.0, **kw}
         return S3Client(self.endpoint, **kw)
@@ -165,34 +149,3 @@ def s3_tls_server(tmp_path_factory):
 def s3_bucket(s3_server) -> str:
     """The name of a fresh, empty bucket on :func:`s3_server`."""
     return s3_server.make_bucket()
-
-
-@pytest.fixture
-def hanging_endpoint():
-    """``host:port`` of a TCP listener that accepts connections and never answers (for timeouts)."""
-    import threading
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(0.2)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in accepted:
-            conn.close()
-        listener.close()

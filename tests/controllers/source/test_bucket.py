@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import datetime
 import io
-import socket
 import tarfile
 import time
 
 import pytest
 
-from controllers.api.builtin import EVENT, SECRET
+from controllers.api.builtin import SECRET
 from controllers.api.objects import dig, find_condition
 from controllers.api.source import BUCKET
-from controllers.runtime.kube import NotFound
 from controllers.source.bucket import BucketReconciler, UnsafeObjectKey, index_digest, object_path
 from controllers.source.s3client import S3Client, S3Error, sign_v4
 from controllers.source.storage import Storage
 from servers.git import artifact_storage  # noqa: F401
-from servers.s3 import hanging_endpoint, s3_server, s3_tls_server  # noqa: F401
+from servers.net import hanging_endpoint, refused_endpoint  # noqa: F401
+from servers.objects import apply_secret, apply_source
+from servers.s3 import s3_server, s3_tls_server  # noqa: F401
+from servers.waiting import Waits, ready_with, wait_event
 
 TIMEOUT = 30.0
+#: A reconciliation is handled once Reconciling is gone (whatever Ready says).
+BUCKETS = Waits(BUCKET, TIMEOUT, settled=lambda obj: find_condition(obj, "Reconciling") is None)
+wait_bucket, request_reconcile, handled = BUCKETS.wait, BUCKETS.request_reconcile, BUCKETS.handled
 
 
 # --------------------------------------------------------------------------- units
@@ -93,46 +97,17 @@ def bucket_controller(start_controller, storage, namespace, flux_crds):
     return start_controller(BucketReconciler(storage), namespace)
 
 
-def make_secret(kube, namespace: str, name: str, data: dict[str, str]) -> None:
-    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-                "stringData": data}, field_manager="fluxpy-tests")
-
-
 def make_bucket_object(kube, namespace: str, name: str, server, bucket: str, **spec) -> dict:
-    body = {"apiVersion": BUCKET.api_version, "kind": "Bucket", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"bucketName": bucket, "endpoint": server.endpoint, "interval": "10m",
-                     "insecure": not server.tls, **spec}}
-    return kube.apply(body, field_manager="fluxpy-tests")
+    return apply_source(kube, BUCKET, namespace, name, {"bucketName": bucket, "endpoint": server.endpoint,
+                                                         "interval": "10m", "insecure": not server.tls, **spec})
 
 
 def ready_bucket(kube, namespace: str, name: str, server, files: dict[str, str], **spec) -> tuple[str, dict]:
     """A bucket holding ``files``, a credentials Secret and a Bucket for it, once Ready: (bucket, object)."""
     bucket = server.make_bucket(files)
-    make_secret(kube, namespace, "creds", server.secret_data())
+    apply_secret(kube, namespace, "creds", server.secret_data())
     make_bucket_object(kube, namespace, name, server, bucket, secretRef={"name": "creds"}, **spec)
     return bucket, wait_bucket(kube, namespace, name, ready_with("True"), f"Bucket {name} Ready")
-
-
-def wait_bucket(kube, namespace: str, name: str, predicate, what: str) -> dict:
-    return kube.wait_for(BUCKET, name, namespace, predicate, timeout=TIMEOUT, what=what)
-
-
-def ready_with(status: str, reason: str | None = None):
-    def check(obj: dict) -> bool:
-        ready = find_condition(obj, "Ready") or {}
-        gen_ok = ready.get("observedGeneration") == obj["metadata"]["generation"]
-        return gen_ok and ready.get("status") == status and (reason is None or ready.get("reason") == reason)
-    return check
-
-
-def request_reconcile(kube, namespace: str, name: str) -> str:
-    token = str(time.time())
-    kube.patch(BUCKET, name, {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}}, namespace)
-    return token
-
-
-def handled(token: str):
-    return lambda obj: dig(obj, "status.lastHandledReconcileAt") == token and find_condition(obj, "Reconciling") is None
 
 
 def artifact_files(storage: Storage, artifact: dict) -> dict[str, bytes]:
@@ -157,7 +132,7 @@ def test_bucket_artifact_revision_ignore_and_prefix(kube, namespace, s3_server, 
         "apps/sub/cm.yaml": "kind: ConfigMap\n",
         "other/x.yaml": "outside the prefix\n",
     })
-    make_secret(kube, namespace, "creds", s3_server.secret_data())
+    apply_secret(kube, namespace, "creds", s3_server.secret_data())
     make_bucket_object(kube, namespace, "podinfo", s3_server, bucket, prefix="apps/", ignore="skip/\n",
                        secretRef={"name": "creds"})
     obj = wait_bucket(kube, namespace, "podinfo", ready_with("True"), "Bucket Ready")
@@ -172,9 +147,8 @@ def test_bucket_artifact_revision_ignore_and_prefix(kube, namespace, s3_server, 
     assert obj["status"]["observedIgnore"] == "skip/\n"
     assert artifact_files(storage, artifact) == {".sourceignore": b"*.md\n", "apps/deploy.yaml": b"kind: Deployment\n",
                                                  "apps/sub/cm.yaml": b"kind: ConfigMap\n"}
-    events = kube.list(EVENT, namespace)["items"]
-    assert any(e["reason"] == "NewArtifact" and e["message"] == f"stored artifact with 2 fetched files from "
-               f"'{bucket}' bucket" for e in events)
+    event = wait_event(kube, namespace, "podinfo", "NewArtifact")  # events are posted in the background
+    assert event["message"] == f"stored artifact with 2 fetched files from '{bucket}' bucket"
 
 
 def test_unchanged_bucket_gives_no_new_artifact_and_a_change_does(kube, namespace, s3_server, bucket_controller,
@@ -199,13 +173,13 @@ def test_unchanged_bucket_gives_no_new_artifact_and_a_change_does(kube, namespac
 
 def test_tls_endpoint_with_ca_from_cert_secret_ref(kube, namespace, s3_tls_server, bucket_controller):
     bucket = s3_tls_server.make_bucket({"a.yaml": "a: 1\n"})
-    make_secret(kube, namespace, "creds", s3_tls_server.secret_data())
+    apply_secret(kube, namespace, "creds", s3_tls_server.secret_data())
     make_bucket_object(kube, namespace, "untrusted", s3_tls_server, bucket, secretRef={"name": "creds"})
     failed = wait_bucket(kube, namespace, "untrusted", ready_with("False"), "Bucket failing")
     assert find_condition(failed, "FetchFailed")["reason"] == "BucketOperationFailed"
     assert "certificate" in find_condition(failed, "Ready")["message"]
 
-    make_secret(kube, namespace, "ca", {"ca.crt": s3_tls_server.ca_pem.decode()})
+    apply_secret(kube, namespace, "ca", {"ca.crt": s3_tls_server.ca_pem.decode()})
     make_bucket_object(kube, namespace, "trusted", s3_tls_server, bucket, secretRef={"name": "creds"},
                        certSecretRef={"name": "ca"})
     obj = wait_bucket(kube, namespace, "trusted", ready_with("True"), "Bucket Ready over TLS")
@@ -217,7 +191,7 @@ def test_bad_credentials_keep_the_last_artifact_and_hide_the_secret(kube, namesp
     bucket, obj = ready_bucket(kube, namespace, "b", s3_server, {"a.yaml": "a: 1\n"})
     good = obj["status"]["artifact"]
 
-    make_secret(kube, namespace, "creds", {"accesskey": s3_server.access_key, "secretkey": "not-the-secret-123"})
+    apply_secret(kube, namespace, "creds", {"accesskey": s3_server.access_key, "secretkey": "not-the-secret-123"})
     s3_server.put(bucket, {"a.yaml": "a: 2\n"})
     token = request_reconcile(kube, namespace, "b")
     obj = wait_bucket(kube, namespace, "b", lambda o: dig(o, "status.lastHandledReconcileAt") == token,
@@ -234,8 +208,8 @@ def test_bad_credentials_keep_the_last_artifact_and_hide_the_secret(kube, namesp
                                   "malformed-endpoint"])
 def test_bad_input_reasons_and_messages(kube, namespace, s3_server, bucket_controller, case):
     bucket = s3_server.make_bucket({"a.yaml": "a: 1\n"})
-    make_secret(kube, namespace, "creds", s3_server.secret_data())
-    make_secret(kube, namespace, "half", {"accesskey": s3_server.access_key})
+    apply_secret(kube, namespace, "creds", s3_server.secret_data())
+    apply_secret(kube, namespace, "half", {"accesskey": s3_server.access_key})
     spec = {"secretRef": {"name": "creds"}}
     expected = {
         "missing-secret": ("AuthenticationFailed", f"failed to get secret '{namespace}/nope': "),
@@ -252,9 +226,7 @@ def test_bad_input_reasons_and_messages(kube, namespace, s3_server, bucket_contr
     elif case == "unknown-bucket":
         bucket = "no-such-bucket"
     elif case == "unreachable":
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            spec["endpoint"] = f"127.0.0.1:{s.getsockname()[1]}"
+        spec["endpoint"] = refused_endpoint()
     elif case == "malformed-endpoint":
         spec["endpoint"] = f"http://{s3_server.endpoint}"
     make_bucket_object(kube, namespace, "b", s3_server, bucket, **spec)
@@ -269,7 +241,7 @@ def test_bad_input_reasons_and_messages(kube, namespace, s3_server, bucket_contr
 
 def test_timeout_is_honoured(kube, namespace, s3_server, bucket_controller, hanging_endpoint):
     """An endpoint that accepts connections and never answers: the fetch fails after spec.timeout."""
-    make_secret(kube, namespace, "creds", s3_server.secret_data())
+    apply_secret(kube, namespace, "creds", s3_server.secret_data())
     started = time.monotonic()
     make_bucket_object(kube, namespace, "slow", s3_server, "some-bucket", secretRef={"name": "creds"},
                        endpoint=hanging_endpoint, timeout="2s")
@@ -283,7 +255,6 @@ def test_deletion_removes_the_artifacts(kube, namespace, s3_server, bucket_contr
     artifact = obj["status"]["artifact"]
     assert storage.has(artifact)
     kube.delete(BUCKET, "b", namespace)
-    with pytest.raises(NotFound):
-        wait_bucket(kube, namespace, "b", lambda o: False, "Bucket deleted (finalizer removed)")
+    BUCKETS.gone(kube, namespace, "b")
     assert not storage.local_path(f"bucket/{namespace}/b").exists()
     kube.delete(SECRET, "creds", namespace)

@@ -24,10 +24,14 @@ from controllers.source.bucket import BucketReconciler
 from controllers.source.generator import GENERATOR_LABEL, ArtifactGeneratorReconciler
 from controllers.source.storage import Storage
 from servers.git import artifact_storage  # noqa: F401
+from servers.objects import apply_secret, apply_source
 from servers.s3 import s3_server  # noqa: F401
+from servers.waiting import Waits, ready_with, until
 
 TIMEOUT = 30.0
 MANAGER = "fluxpy-tests"
+GENERATORS = Waits(ARTIFACT_GENERATOR, TIMEOUT)
+wait_generator, request_reconcile = GENERATORS.wait, GENERATORS.request_reconcile
 
 
 @pytest.fixture
@@ -55,9 +59,7 @@ def git_source(kube, storage: Storage, tmp_path: Path, namespace: str, name: str
 
 
 def store_source_status(kube, namespace: str, name: str, artifact: dict) -> dict:
-    kube.apply({"apiVersion": GIT_REPOSITORY.api_version, "kind": "GitRepository",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {"url": "https://example.com/repo.git", "interval": "1h"}}, field_manager=MANAGER)
+    apply_source(kube, GIT_REPOSITORY, namespace, name, {"url": "https://example.com/repo.git", "interval": "1h"})
     return kube.patch(GIT_REPOSITORY, name, {"status": {"artifact": artifact}}, namespace, subresource="status")
 
 
@@ -68,18 +70,6 @@ def apply_generator(kube, namespace: str, name: str, sources: list[dict], artifa
                        "spec": {"sources": sources, "artifacts": artifacts}}, field_manager=MANAGER)
 
 
-def wait_generator(kube, namespace: str, name: str, predicate, what: str) -> dict:
-    return kube.wait_for(ARTIFACT_GENERATOR, name, namespace, predicate, timeout=TIMEOUT, what=what)
-
-
-def ready_at_generation(status: str = "True", reason: str | None = None):
-    def check(obj: dict) -> bool:
-        ready = find_condition(obj, "Ready") or {}
-        return (ready.get("observedGeneration") == obj["metadata"]["generation"] and ready.get("status") == status
-                and (reason is None or ready.get("reason") == reason))
-    return check
-
-
 def files_of(storage: Storage, artifact: dict) -> dict[str, str]:
     with tarfile.open(fileobj=io.BytesIO(storage.local_path(artifact["path"]).read_bytes())) as tar:
         return {m.name: tar.extractfile(m).read().decode() for m in tar if m.isfile()}
@@ -87,13 +77,6 @@ def files_of(storage: Storage, artifact: dict) -> dict[str, str]:
 
 def events(kube, namespace: str, reason: str) -> list[str]:
     return [e["message"] for e in kube.list(EVENT, namespace)["items"] if e["reason"] == reason]
-
-
-def request_reconcile(kube, namespace: str, name: str) -> str:
-    token = str(time.time())
-    kube.patch(ARTIFACT_GENERATOR, name, {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}},
-               namespace)
-    return token
 
 
 MONOREPO = {
@@ -113,7 +96,7 @@ def test_decomposition_external_artifacts_and_no_drift(kube, namespace, storage,
     git = git_source(kube, storage, tmp_path, namespace, "mono", MONOREPO)
     generated = apply_generator(kube, namespace, "split", [{"alias": "repo", "kind": "GitRepository", "name": "mono"}],
                                 DECOMPOSE)
-    obj = wait_generator(kube, namespace, "split", ready_at_generation(), "generator Ready")
+    obj = wait_generator(kube, namespace, "split", ready_with(), "generator Ready")
     assert find_condition(obj, "Ready")["message"] == "reconciliation succeeded, generated 2 artifact(s)"
     assert meta_finalizers(obj) == ["source.extensions.fluxcd.io/finalizer"]
 
@@ -137,31 +120,32 @@ def test_decomposition_external_artifacts_and_no_drift(kube, namespace, storage,
     assert inventory["backend"] == {"name": "backend", "namespace": namespace, "digest": artifact["digest"],
                                     "filename": artifact["path"].rsplit("/", 1)[1]}
     assert obj["status"]["observedSourcesDigest"].startswith("sha256:")
-    assert any(m == f"ExternalArtifact/{namespace}/backend reconciled with revision {artifact['revision']}"
-               for m in events(kube, namespace, "Ready"))
+    reconciled = f"ExternalArtifact/{namespace}/backend reconciled with revision {artifact['revision']}"
+    until(lambda: reconciled in events(kube, namespace, "Ready"), f"the event {reconciled!r}", TIMEOUT)
 
     token = request_reconcile(kube, namespace, "split")
     again = wait_generator(kube, namespace, "split", lambda o: dig(o, "status.lastHandledReconcileAt") == token,
                            "reconcile handled")
     assert again["status"]["inventory"] == obj["status"]["inventory"]
     assert kube.get(EXTERNAL_ARTIFACT, "backend", namespace)["status"]["artifact"] == artifact
-    assert "No drift detected, 2 artifact(s) up to date" in events(kube, namespace, "Ready")
+    until(lambda: "No drift detected, 2 artifact(s) up to date" in events(kube, namespace, "Ready"),
+          "the no-drift event", TIMEOUT)
 
     # a new source revision that changes only the frontend files: the backend artifact keeps its revision
     changed = {**MONOREPO, "deploy/frontend/app.yaml": "kind: Deployment\nmetadata: {name: frontend-v2}\n"}
     git_source(kube, storage, tmp_path, namespace, "mono", changed)
     frontend_before = eas["frontend"]["status"]["artifact"]["revision"]
 
-    def frontend_changed(_obj):
+    def frontend_changed():
         ea = kube.get(EXTERNAL_ARTIFACT, "frontend", namespace)
         return dig(ea, "status.artifact.revision") != frontend_before
-    wait_until(frontend_changed, "frontend regenerated after the source changed")
+    until(frontend_changed, "frontend regenerated after the source changed", TIMEOUT)
     assert kube.get(EXTERNAL_ARTIFACT, "backend", namespace)["status"]["artifact"]["revision"] == artifact["revision"]
 
     # dropping an output artifact deletes its ExternalArtifact and files
     apply_generator(kube, namespace, "split", [{"alias": "repo", "kind": "GitRepository", "name": "mono"}],
                     DECOMPOSE[:1])
-    obj = wait_generator(kube, namespace, "split", ready_at_generation(), "generator Ready after removal")
+    obj = wait_generator(kube, namespace, "split", ready_with(), "generator Ready after removal")
     assert [i["name"] for i in obj["status"]["inventory"]] == ["frontend"]
     with pytest.raises(NotFound):
         kube.get(EXTERNAL_ARTIFACT, "backend", namespace)
@@ -172,25 +156,14 @@ def meta_finalizers(obj: dict) -> list[str]:
     return obj["metadata"].get("finalizers") or []
 
 
-def wait_until(fn, what: str, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if fn(None):
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def test_composition_from_git_and_a_real_bucket(kube, namespace, storage, generator, start_controller, s3_server,
                                                 tmp_path):
     start_controller(BucketReconciler(storage), namespace)
     bucket = s3_server.make_bucket({"envs/prod/values.yaml": "replicas: 3\nimage:\n  tag: prod\n",
                                     "envs/dev/values.yaml": "replicas: 1\n"})
-    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3", "namespace": namespace},
-                "stringData": s3_server.secret_data()}, field_manager=MANAGER)
-    kube.apply({"apiVersion": BUCKET.api_version, "kind": "Bucket", "metadata": {"name": "configs", "namespace": namespace},
-                "spec": {"bucketName": bucket, "endpoint": s3_server.endpoint, "insecure": True, "interval": "1h",
-                         "secretRef": {"name": "s3"}}}, field_manager=MANAGER)
+    apply_secret(kube, namespace, "s3", s3_server.secret_data())
+    apply_source(kube, BUCKET, namespace, "configs", {"bucketName": bucket, "endpoint": s3_server.endpoint,
+                                                      "insecure": True, "interval": "1h", "secretRef": {"name": "s3"}})
     git_source(kube, storage, tmp_path, namespace, "chart", {
         "podinfo/Chart.yaml": "name: podinfo\nversion: 6.0.0\n",
         "podinfo/values.yaml": "replicas: 1\nimage:\n  repository: podinfo\n  tag: latest\n",
@@ -202,7 +175,7 @@ def test_composition_from_git_and_a_real_bucket(kube, namespace, storage, genera
         {"from": "@chart/", "to": "@artifact/"},
         {"from": "@config/envs/prod/values.yaml", "to": "@artifact/podinfo/values.yaml", "strategy": "Merge"},
     ]}])
-    wait_generator(kube, namespace, "app", ready_at_generation(), "generator Ready")
+    wait_generator(kube, namespace, "app", ready_with(), "generator Ready")
     ea = kube.get(EXTERNAL_ARTIFACT, "podinfo-prod", namespace)
     artifact = ea["status"]["artifact"]
     assert artifact["revision"] == "6.0.0@sha1:" + "a" * 40
@@ -216,11 +189,11 @@ def test_composition_from_git_and_a_real_bucket(kube, namespace, storage, genera
     s3_server.put(bucket, {"envs/prod/values.yaml": "replicas: 5\n"})
     kube.patch(BUCKET, "configs", {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "1"}}}, namespace)
 
-    def merged_again(_obj):
+    def merged_again():
         got = kube.get(EXTERNAL_ARTIFACT, "podinfo-prod", namespace)["status"]["artifact"]
         return got["digest"] != artifact["digest"] and storage.has(got) and \
             yaml.safe_load(files_of(storage, got)["podinfo/values.yaml"])["replicas"] == 5
-    wait_until(merged_again, "artifact regenerated after the bucket changed")
+    until(merged_again, "artifact regenerated after the bucket changed", TIMEOUT)
 
 
 @pytest.mark.parametrize("case", ["duplicate-alias", "unknown-revision-alias", "duplicate-artifact"])
@@ -238,7 +211,7 @@ def test_invalid_spec_stalls(kube, namespace, storage, generator, tmp_path, case
     else:
         artifacts = artifacts * 2
     apply_generator(kube, namespace, "bad", sources, artifacts)
-    obj = wait_generator(kube, namespace, "bad", ready_at_generation("False"), "generator stalled")
+    obj = wait_generator(kube, namespace, "bad", ready_with("False"), "generator stalled")
     assert find_condition(obj, "Ready")["message"] == message
     assert find_condition(obj, "Stalled")["reason"] == "ValidationFailed"
 
@@ -246,7 +219,7 @@ def test_invalid_spec_stalls(kube, namespace, storage, generator, tmp_path, case
 def test_source_and_build_failures(kube, namespace, storage, generator, tmp_path):
     apply_generator(kube, namespace, "g", [{"alias": "repo", "kind": "GitRepository", "name": "missing"}],
                     [{"name": "out", "copy": [{"from": "@repo/a.yaml", "to": "@artifact/"}]}])
-    obj = wait_generator(kube, namespace, "g", ready_at_generation("False", "SourceFetchFailed"), "source missing")
+    obj = wait_generator(kube, namespace, "g", ready_with("False", "SourceFetchFailed"), "source missing")
     assert find_condition(obj, "Ready")["message"] == \
         'get sources failed: gitrepositories.source.toolkit.fluxcd.io "missing" not found'
 
@@ -259,7 +232,7 @@ def test_source_and_build_failures(kube, namespace, storage, generator, tmp_path
         f"get sources failed: source 'GitRepository/{namespace}/missing' is not ready"
 
     git_source(kube, storage, tmp_path, namespace, "missing", {"b.yaml": "b: 1\n"})
-    obj = wait_generator(kube, namespace, "g", ready_at_generation("False", "BuildFailed"), "build failing")
+    obj = wait_generator(kube, namespace, "g", ready_with("False", "BuildFailed"), "build failing")
     assert find_condition(obj, "Ready")["message"] == (
         "out build failed: failed to apply copy operations: failed to apply copy operation from '@repo/a.yaml' "
         "to '@artifact/': source 'a.yaml' does not exist")
@@ -276,7 +249,7 @@ def test_unsafe_source_archive_is_rejected(kube, namespace, storage, generator):
     store_source_status(kube, namespace, "evil", {**artifact, "revision": "main@sha1:" + "b" * 40})
     apply_generator(kube, namespace, "g", [{"alias": "repo", "kind": "GitRepository", "name": "evil"}],
                     [{"name": "out", "copy": [{"from": "@repo/**", "to": "@artifact/"}]}])
-    obj = wait_generator(kube, namespace, "g", ready_at_generation("False", "SourceFetchFailed"), "unsafe archive")
+    obj = wait_generator(kube, namespace, "g", ready_with("False", "SourceFetchFailed"), "unsafe archive")
     message = find_condition(obj, "Ready")["message"]
     assert message.startswith("fetch sources failed: failed to extract archive: ") and "../escape.yaml" in message
     assert not (storage.base_dir.parent / "escape.yaml").exists()
@@ -296,11 +269,10 @@ def test_disabled_generator_is_not_reconciled(kube, namespace, storage, generato
 def test_deletion_removes_external_artifacts(kube, namespace, storage, generator, tmp_path):
     git_source(kube, storage, tmp_path, namespace, "mono", MONOREPO)
     apply_generator(kube, namespace, "split", [{"alias": "repo", "kind": "GitRepository", "name": "mono"}], DECOMPOSE)
-    wait_generator(kube, namespace, "split", ready_at_generation(), "generator Ready")
+    wait_generator(kube, namespace, "split", ready_with(), "generator Ready")
     assert len(kube.list(EXTERNAL_ARTIFACT, namespace)["items"]) == 2
     kube.delete(ARTIFACT_GENERATOR, "split", namespace)
-    with pytest.raises(NotFound):
-        wait_generator(kube, namespace, "split", lambda o: False, "generator deleted (finalizer removed)")
+    GENERATORS.gone(kube, namespace, "split")
     assert kube.list(EXTERNAL_ARTIFACT, namespace)["items"] == []
     assert not storage.local_path(f"externalartifact/{namespace}").exists() or \
         not any(storage.local_path(f"externalartifact/{namespace}").iterdir())

@@ -13,17 +13,18 @@ import tarfile
 import time
 import urllib.request
 
-import pytest
-
-from controllers.api.builtin import EVENT, SECRET
+from controllers.api.builtin import SECRET
 from controllers.api.objects import dig, find_condition
 from controllers.api.source import GIT_REPOSITORY
 from controllers.runtime import protocol
-from controllers.runtime.kube import NotFound
 from servers.git import (artifact_storage, git_server, git_servers, git_source_controller,  # noqa: F401
                          git_ssh_server, gpg_key)
+from servers.waiting import Waits, events, ready_with, wait_event
 
 TIMEOUT = 60.0
+#: A reconciliation is handled once Ready settled (protocol.ready_settled), as the CLI waits for it.
+GIT_REPOSITORIES = Waits(GIT_REPOSITORY, TIMEOUT, settled=protocol.ready_settled)
+wait, reconcile_now = GIT_REPOSITORIES.wait, GIT_REPOSITORIES.reconcile_now
 
 
 # --------------------------------------------------------------------------- helpers
@@ -41,15 +42,6 @@ def secret(kube, namespace: str, name: str, data: dict[str, bytes | str]) -> Non
                          "data": encoded}, namespace)
 
 
-def wait(kube, namespace: str, name: str, predicate, what: str, timeout: float = TIMEOUT) -> dict:
-    try:
-        return kube.wait_for(GIT_REPOSITORY, name, namespace, predicate, timeout=timeout, what=what)
-    except TimeoutError as exc:
-        status = kube.get(GIT_REPOSITORY, name, namespace).get("status") or {}
-        conditions = [(c["type"], c["status"], c["reason"], c["message"]) for c in status.get("conditions") or []]
-        raise AssertionError(f"{exc}; conditions: {conditions}; artifact: {status.get('artifact')}") from None
-
-
 def wait_ready(kube, namespace: str, name: str, revision: str | None = None) -> dict:
     def ready(obj):
         if not protocol.ready_settled(obj):
@@ -62,17 +54,7 @@ def wait_ready(kube, namespace: str, name: str, revision: str | None = None) -> 
 
 
 def wait_failed(kube, namespace: str, name: str, reason: str) -> dict:
-    def failed(obj):
-        c = find_condition(obj, "Ready") or {}
-        return c.get("status") == "False" and c.get("reason") == reason and \
-            c.get("observedGeneration") == obj["metadata"]["generation"]
-    return wait(kube, namespace, name, failed, f"{name} Ready=False with {reason}")
-
-
-def reconcile_now(kube, namespace: str, name: str) -> dict:
-    token = protocol.request_reconcile(kube, GIT_REPOSITORY, name, namespace)
-    return wait(kube, namespace, name, lambda o: dig(o, "status.lastHandledReconcileAt") == token
-                and protocol.ready_settled(o), f"{name} reconciled")
+    return wait(kube, namespace, name, ready_with("False", reason), f"{name} Ready=False with {reason}")
 
 
 def update_spec(kube, namespace: str, name: str, spec: dict) -> dict:
@@ -89,20 +71,6 @@ def fetch(url: str) -> dict[str, bytes]:
             if member.isfile():
                 files[member.name] = tar.extractfile(member).read()
     return files
-
-
-def events(kube, namespace: str, name: str) -> list[dict]:
-    return [e for e in kube.list(EVENT, namespace)["items"] if e["involvedObject"].get("name") == name]
-
-
-def wait_event(kube, namespace: str, name: str, reason: str, timeout: float = 15.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [e for e in events(kube, namespace, name) if e["reason"] == reason]
-        if found:
-            return found[-1]
-        time.sleep(0.1)
-    pytest.fail(f"no {reason} event for {name}: {[(e['reason'], e['message']) for e in events(kube, namespace, name)]}")
 
 
 def assert_kept(kube, namespace: str, name: str, artifact: dict) -> None:
@@ -163,19 +131,8 @@ def test_basic_auth_artifact_revision_events_and_no_new_artifact(kube, namespace
 
     # deletion removes every artifact
     kube.delete(GIT_REPOSITORY, "app", namespace)
-    _wait_gone(kube, namespace, "app")
+    GIT_REPOSITORIES.gone(kube, namespace, "app")
     assert not git_source_controller.storage.local_path(f"gitrepository/{namespace}/app").exists()
-
-
-def _wait_gone(kube, namespace: str, name: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            kube.get(GIT_REPOSITORY, name, namespace)
-        except NotFound:
-            return
-        time.sleep(0.1)
-    pytest.fail(f"{name} was not finalized")
 
 
 def test_bearer_token(kube, namespace, git_servers, git_source_controller):

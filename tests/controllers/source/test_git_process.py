@@ -15,8 +15,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from controllers.api.objects import dig, find_condition
 from controllers.api.source import GIT_REPOSITORY
 from controllers.localcluster.plane import free_port
@@ -25,6 +23,7 @@ from controllers.runtime.settings import ControllerSettings, LeaderElectionSetti
 from controllers.source.common import add_arguments
 from controllers.source.git import GitRepositoryReconciler, new_reconciler
 from servers.git import git_server  # noqa: F401
+from servers.waiting import until
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPONENT_ENTRY = {"concurrent": 2, "reconcilers": ("controllers.source.git:new_reconciler",),
@@ -39,16 +38,6 @@ def _serving(port: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def _until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def _args(tmp_path: Path, name: str) -> argparse.Namespace:
@@ -79,13 +68,13 @@ def test_artifact_server_runs_only_while_leading(kube, namespace, flux_crds, tmp
     assert len(first.leader_runnables) == 1
     first.start()
     try:
-        _until(lambda: first.leading and _serving(first_port), 20, "the first manager to lead and serve")
+        until(lambda: first.leading and _serving(first_port), "the first manager to lead and serve", 20)
         second.start()
         time.sleep(1.5)
         assert not second.leading and not _serving(second_port)
         first.stop()  # releases the lease: the second takes over and starts its server
         assert not _serving(first_port)
-        _until(lambda: second.leading and _serving(second_port), 20, "the second manager to take over")
+        until(lambda: second.leading and _serving(second_port), "the second manager to take over", 20)
     finally:
         first.stop()
         second.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controllers.source import helm_build, helm_index, helm_semver
+from controllers.source import helm_build, helm_index, semver, values
 from controllers.source.helmchart import revision_metadata
 from controllers.source.helmrepo import human_size
 
@@ -29,25 +29,25 @@ TESTDATA = Path(__file__).parent / "testdata" / "helm"
     ("<=1.2", "1.2.9", True), ("<=1.2", "1.3.0", False), ("=1.2.3", "1.2.3", True), ("1.2.3", "v1.2.3", True),
 ])
 def test_constraints_follow_masterminds(constraint, version, expected):
-    assert helm_semver.new_constraint(constraint).check(helm_semver.new_version(version)) is expected
+    assert semver.new_constraint(constraint).check(semver.new_version(version)) is expected
 
 
 @pytest.mark.parametrize("bad", ["foo", ">>1", "1.2.3.4", ""])
 def test_malformed_constraints_are_rejected(bad):
-    with pytest.raises(helm_semver.InvalidConstraint, match="improper constraint"):
-        helm_semver.new_constraint(bad)
+    with pytest.raises(semver.InvalidConstraint, match="improper constraint"):
+        semver.new_constraint(bad)
 
 
 def test_versions_order_and_metadata():
-    v = helm_semver.new_version
+    v = semver.new_version
     assert v("1.0.0-rc.2") < v("1.0.0-rc.10") < v("1.0.0")
     assert v("1.0.0+a") == v("1.0.0+b")
     assert str(v("1.2.3").with_metadata("abc.7")) == "1.2.3+abc.7"
-    with pytest.raises(helm_semver.InvalidVersion):
-        helm_semver.parse_version("1.2")  # Flux wants three parts
-    assert helm_semver.latest_matching(["6.0.0", "6.1.0", "6.1.1-rc.1", "7.0.0"], "6.x") == "6.1.0"
-    assert helm_semver.latest_matching(["1.0", "1.0.0"], "1.0") == "1.0"  # exact match first
-    assert helm_semver.latest_matching(["1.0.0"], "9.x") is None
+    with pytest.raises(semver.InvalidVersion):
+        semver.parse_version("1.2")  # Flux wants three parts
+    assert semver.latest_matching(["6.0.0", "6.1.0", "6.1.1-rc.1", "7.0.0"], "6.x") == "6.1.0"
+    assert semver.latest_matching(["1.0", "1.0.0"], "1.0") == "1.0"  # exact match first
+    assert semver.latest_matching(["1.0.0"], "9.x") is None
 
 
 # --------------------------------------------------------------------------- index
@@ -144,7 +144,7 @@ def test_chart_metadata_from_archive():
 
 
 def test_values_merge_is_flux_merge_maps():
-    merged = helm_build.merge_maps({"a": {"b": 1, "c": [1]}, "d": 1}, {"a": {"c": [2], "e": 3}, "d": {"x": 1}})
+    merged = values.merge_maps({"a": {"b": 1, "c": [1]}, "d": 1}, {"a": {"c": [2], "e": 3}, "d": {"x": 1}})
     assert merged == {"a": {"b": 1, "c": [2], "e": 3}, "d": {"x": 1}}
 
 

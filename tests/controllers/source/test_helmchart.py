@@ -20,15 +20,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controllers.api.builtin import EVENT
 from controllers.api.objects import dig, find_condition
 from controllers.api.source import BUCKET, GIT_REPOSITORY, HELM_CHART, HELM_REPOSITORY
 from controllers.source.helmchart import HelmChartReconciler
 from controllers.source.helmrepo import HelmRepositoryReconciler
 from controllers.source.storage import Storage
-from servers.helmrepo import (apply_secret, apply_source, helm_repo, helm_repo_auth, make_chart,  # noqa: F401
-                              package, push_oci, ready_with, reconcile_now, wait)
+from servers.helmrepo import helm_repo, helm_repo_auth, make_chart, package, push_oci  # noqa: F401
+from servers.objects import apply_secret, apply_source
 from servers.registry import registry, registry_htpasswd  # noqa: F401
+from servers.waiting import ready_with, reconcile_now, wait, wait_event
 
 KIND = HELM_CHART
 
@@ -86,9 +86,8 @@ def test_chart_from_http_repository_follows_new_versions(kube, namespace, contro
     assert obj["status"]["observedSourceArtifactRevision"] == repo["status"]["artifact"]["revision"]
     assert find_condition(obj, "Ready")["message"] == "pulled 'podinfo' chart with version '6.0.0'"
     assert conditions(obj)["ArtifactInStorage"] == ("True", "ChartPullSucceeded")
-    events = [e for e in kube.list(EVENT, namespace).get("items") or []
-              if dig(e, "involvedObject.kind") == "HelmChart" and e["reason"] == "ChartPullSucceeded"]
-    assert events and events[0]["metadata"]["annotations"]["source.toolkit.fluxcd.io/revision"] == "6.0.0"
+    event = wait_event(kube, namespace, "podinfo", "ChartPullSucceeded", kind="HelmChart")
+    assert event["metadata"]["annotations"]["source.toolkit.fluxcd.io/revision"] == "6.0.0"
 
     helm_repo.add_chart(chart, "6.1.0")  # a new index: the HelmRepository's new artifact wakes the chart up
     reconcile_now(kube, HELM_REPOSITORY, namespace, "podinfo")

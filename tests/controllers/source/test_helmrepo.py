@@ -15,25 +15,21 @@ import urllib.request
 
 import pytest
 
-from controllers.api.builtin import EVENT
-from controllers.api.objects import dig, find_condition
+from controllers.api.objects import find_condition
 from controllers.api.source import HELM_REPOSITORY
 from controllers.source import helm_index
 from controllers.source.helmrepo import HelmRepositoryReconciler
-from controllers.source.storage import ArtifactServer, Storage
-from servers.helmrepo import (apply_secret, apply_source, helm_repo, helm_repo_auth, helm_repo_tls,  # noqa: F401
-                              make_chart, ready_with, reconcile_now, wait)
+from servers.git import artifact_storage  # noqa: F401
+from servers.helmrepo import helm_repo, helm_repo_auth, helm_repo_tls, make_chart  # noqa: F401
+from servers.objects import apply_secret, apply_source
+from servers.waiting import ready_with, reconcile_now, wait, wait_event
 
 KIND = HELM_REPOSITORY
 
 
 @pytest.fixture
-def storage(tmp_path):
-    server = ArtifactServer(Storage(tmp_path / "storage", "127.0.0.1:0"), "127.0.0.1:0")
-    server.start()
-    server.storage.advertised_address = f"127.0.0.1:{server.port}"
-    yield server.storage
-    server.stop()
+def storage(artifact_storage):
+    return artifact_storage
 
 
 @pytest.fixture
@@ -48,11 +44,6 @@ def podinfo_repo(helm_repo, tmp_path):
     helm_repo.add_chart(chart, reindex=False)
     helm_repo.add_chart(chart, "6.1.0")
     return helm_repo
-
-
-def events_of(kube, namespace: str, name: str) -> list[dict]:
-    return [e for e in kube.list(EVENT, namespace).get("items") or []
-            if dig(e, "involvedObject.name") == name and dig(e, "involvedObject.kind") == KIND.kind]
 
 
 def test_index_artifact_revision_and_event(kube, namespace, controller, storage, podinfo_repo):
@@ -80,10 +71,10 @@ def test_index_artifact_revision_and_event(kube, namespace, controller, storage,
     assert ready["message"] == f"stored artifact: revision '{revision}'"
     assert find_condition(obj, "ArtifactInStorage")["message"] == ready["message"]
     assert find_condition(obj, "Reconciling") is None and find_condition(obj, "FetchFailed") is None
-    new = [e for e in events_of(kube, namespace, "podinfo") if e["reason"] == "NewArtifact"]
-    assert new and new[0]["message"].startswith("stored fetched index of size ")
-    assert new[0]["message"].endswith(f" from '{podinfo_repo.url}'")
-    assert new[0]["metadata"]["annotations"]["source.toolkit.fluxcd.io/revision"] == revision
+    new = wait_event(kube, namespace, "podinfo", "NewArtifact", kind=KIND.kind)  # events are posted in the background
+    assert new["message"].startswith("stored fetched index of size ")
+    assert new["message"].endswith(f" from '{podinfo_repo.url}'")
+    assert new["metadata"]["annotations"]["source.toolkit.fluxcd.io/revision"] == revision
 
 
 def test_unchanged_index_keeps_the_artifact_new_chart_makes_a_new_one(kube, namespace, controller, storage,

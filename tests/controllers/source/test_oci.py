@@ -9,23 +9,26 @@ URL, unreachable or hanging registry, unsafe layers) that keeps the last artifac
 from __future__ import annotations
 
 import io
-import socket
 import tarfile
 import time
 
 import pytest
 
-from controllers.api.builtin import EVENT, SECRET, SERVICE_ACCOUNT
-from controllers.api.objects import dig, find_condition
+from controllers.api.builtin import SECRET, SERVICE_ACCOUNT
+from controllers.api.objects import find_condition
 from controllers.api.source import OCI_REPOSITORY
 from controllers.runtime.kube import Invalid, NotFound
 from controllers.source import ociclient as oc
 from controllers.source.oci import OCIRepositoryReconciler
 from controllers.source.storage import Storage
+from servers.net import hanging_endpoint, refused_endpoint  # noqa: F401
+from servers.objects import apply_secret, apply_source
 from servers.registry import registry, registry_htpasswd, registry_tls, registry_token, tarball_with  # noqa: F401
-from servers.s3 import hanging_endpoint  # noqa: F401
+from servers.waiting import Waits, ready_with, wait_event
 
 TIMEOUT = 30.0
+OCI_REPOSITORIES = Waits(OCI_REPOSITORY, TIMEOUT)
+wait, reconcile_now = OCI_REPOSITORIES.wait, OCI_REPOSITORIES.reconcile_now
 
 
 @pytest.fixture
@@ -42,42 +45,13 @@ def oci_controller(start_controller, storage, namespace, flux_crds):
 
 
 def apply_repo(kube, namespace: str, name: str, url: str, **spec) -> dict:
-    body = {"apiVersion": OCI_REPOSITORY.api_version, "kind": "OCIRepository",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"url": url, "interval": "10m", **spec}}
-    return kube.apply(body, field_manager="fluxpy-tests")
-
-
-def apply_secret(kube, namespace: str, name: str, string_data: dict[str, str], type_: str = "Opaque") -> None:
-    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-                "type": type_, "stringData": string_data}, field_manager="fluxpy-tests")
+    return apply_source(kube, OCI_REPOSITORY, namespace, name, {"url": url, "interval": "10m", **spec})
 
 
 def pull_secret(kube, namespace: str, name: str, server, password: str | None = None) -> None:
     apply_secret(kube, namespace, name, {
         ".dockerconfigjson": oc.docker_config_json(server.host, server.username, password or server.password)},
         "kubernetes.io/dockerconfigjson")
-
-
-def ready_with(status: str, reason: str | None = None):
-    def check(obj: dict) -> bool:
-        ready = find_condition(obj, "Ready") or {}
-        gen_ok = ready.get("observedGeneration") == obj["metadata"]["generation"]
-        return gen_ok and ready.get("status") == status and (reason is None or ready.get("reason") == reason)
-    return check
-
-
-def wait(kube, namespace: str, name: str, predicate, what: str) -> dict:
-    return kube.wait_for(OCI_REPOSITORY, name, namespace, predicate, timeout=TIMEOUT, what=what)
-
-
-def reconcile_now(kube, namespace: str, name: str) -> dict:
-    """Request a reconciliation and return the object once it is handled (success or failure)."""
-    token = str(time.time())
-    kube.patch(OCI_REPOSITORY, name, {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}},
-               namespace)
-    return wait(kube, namespace, name, lambda o: dig(o, "status.lastHandledReconcileAt") == token
-                and find_condition(o, "Ready").get("status") != "Unknown", "reconcile handled")
 
 
 def files_of(storage: Storage, artifact: dict) -> dict[str, bytes]:
@@ -108,10 +82,9 @@ def test_tag_reference_revision_artifact_and_event(kube, namespace, registry, oc
     assert (ready["reason"], ready["message"]) == ("Succeeded", f"stored artifact for digest '{revision}'")
     assert find_condition(obj, "ArtifactInStorage")["message"] == ready["message"]
     assert find_condition(obj, "FetchFailed") is None and "observedLayerSelector" not in obj["status"]
-    events = kube.list(EVENT, namespace)["items"]
-    assert any(e["reason"] == "NewArtifact" and e["message"] ==
-               f"stored artifact with revision '{revision}' from '{registry.url(repository)}', origin source "
-               f"'https://github.com/org/repo', origin revision 'v1.0.0@sha1:abc'" for e in events)
+    event = wait_event(kube, namespace, "podinfo", "NewArtifact")  # events are posted in the background
+    assert event["message"] == (f"stored artifact with revision '{revision}' from '{registry.url(repository)}', "
+                                "origin source 'https://github.com/org/repo', origin revision 'v1.0.0@sha1:abc'")
 
 
 def test_unchanged_digest_gives_no_new_artifact_and_a_new_push_does(kube, namespace, registry, oci_controller,
@@ -288,9 +261,7 @@ def test_bad_input_reasons_and_messages(kube, namespace, registry, oci_controlle
     elif case == "tag-in-url":
         url += ":1.0.0"
     elif case == "unreachable":
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            url = f"oci://127.0.0.1:{s.getsockname()[1]}/a/b"
+        url = f"oci://{refused_endpoint()}/a/b"
     elif case == "bad-digest":
         spec["ref"] = {"digest": "sha256:xyz"}
     if case == "not-oci":  # the CRD's pattern refuses it before any controller sees it
@@ -326,15 +297,7 @@ def test_deletion_removes_the_artifacts(kube, namespace, registry, oci_controlle
     artifact = wait(kube, namespace, "app", ready_with("True"), "Ready")["status"]["artifact"]
     assert storage.has(artifact)
     kube.delete(OCI_REPOSITORY, "app", namespace)
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            kube.get(OCI_REPOSITORY, "app", namespace)
-        except NotFound:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("OCIRepository not deleted (finalizer not removed)")
+    OCI_REPOSITORIES.gone(kube, namespace, "app")
     assert not storage.local_path(f"ocirepository/{namespace}/app").exists()
     with pytest.raises(NotFound):
         kube.get(SECRET, "nope", namespace)

@@ -7,7 +7,6 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import tarfile
 import time
 
@@ -15,8 +14,8 @@ import pytest
 
 from controllers.source import ociclient as oc
 from controllers.source.oci import select_tag
+from servers.net import hanging_endpoint, refused_endpoint  # noqa: F401
 from servers.registry import registry, registry_htpasswd, registry_tls, registry_token, tarball_with  # noqa: F401
-from servers.s3 import hanging_endpoint  # noqa: F401
 
 # --------------------------------------------------------------------------- references
 
@@ -215,10 +214,7 @@ def test_tls_registry_needs_its_ca_or_insecure(registry_tls):
 
 
 def test_unreachable_and_hanging_registries_fail_within_the_deadline(hanging_endpoint):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]
-    with oc.RegistryClient(f"127.0.0.1:{closed_port}", timeout=10) as client:
+    with oc.RegistryClient(refused_endpoint(), timeout=10) as client:
         with pytest.raises(oc.OCIError, match="connection refused"):
             client.list_tags("a/b")
     started = time.monotonic()

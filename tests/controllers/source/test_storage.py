@@ -276,6 +276,25 @@ def test_gzip_of_archive_is_plain_gzip(storage, tmp_path):
         assert f.read(1)
 
 
+def test_link_points_next_to_the_artifact_and_is_replaced(storage):
+    first = storage.store_bytes("helmchart/ns/c/c-1.0.0.tgz", b"one")
+    second = storage.store_bytes("helmchart/ns/c/c-1.1.0.tgz", b"two")
+    assert storage.link(first["path"], "latest.tar.gz") == storage.url_for("helmchart/ns/c/latest.tar.gz")
+    assert storage.link(second["path"], "latest.tar.gz") == storage.url_for("helmchart/ns/c/latest.tar.gz")
+    link = storage.base_dir / "helmchart/ns/c/latest.tar.gz"
+    assert os.readlink(link) == "c-1.1.0.tgz" and link.read_bytes() == b"two"
+    assert sorted(p.name for p in link.parent.iterdir()) == ["c-1.0.0.tgz", "c-1.1.0.tgz", "latest.tar.gz"]
+
+
+def test_secure_join_stops_at_a_symlink_loop(tmp_path):
+    from controllers.source.storage import SymlinkLoop, secure_join
+
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(SymlinkLoop, match="too many levels of symbolic links") as caught:
+        secure_join(tmp_path, "loop/x")
+    assert isinstance(caught.value, OSError) and isinstance(caught.value, ValueError)
+
+
 def test_secure_join_never_leaves_the_root(tmp_path):
     from controllers.source.storage import secure_join
 
