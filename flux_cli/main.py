@@ -66,8 +66,47 @@ def run(argv: list[str] | None = None) -> None:
         from typer._completion_classes import completion_init
 
         completion_init()
-    args = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
+    args = normalize_bool_flags(hoist_global_flags(list(sys.argv[1:] if argv is None else argv)))
     app(args=args, prog_name="fluxpy")
 
 
-__all__ = ["app", "run", "__version__"]
+def normalize_bool_flags(args: list[str]) -> list[str]:
+    """Accept flux's ``--prune=true`` / ``--private=false`` for boolean flags, which Typer only takes as
+    ``--prune`` / ``--no-private``: rewrite those arguments (only boolean flags; other options keep values)."""
+    candidates = [a for a in args if a.startswith("--") and a.lower().endswith(("=true", "=false"))]
+    if not candidates:
+        return args  # the common case pays nothing
+    flags = _boolean_flags(args)
+    out = []
+    for arg in args:
+        name, _, value = arg.partition("=")
+        if arg in candidates and name in flags:
+            on, off = flags[name]
+            replacement = on if value.lower() == "true" else off
+            if replacement:
+                out.append(replacement)
+            continue
+        out.append(arg)
+    return out
+
+
+def _boolean_flags(args: list[str]) -> dict[str, tuple[str, str | None]]:
+    """For the sub-command ``args`` name: ``--flag`` → (the option that sets it true, the one that sets it
+    false or None)."""
+    import typer.main
+
+    command = typer.main.get_command(app)
+    for arg in args:  # descend through the groups the words name (options and values are skipped)
+        sub = getattr(command, "commands", {}).get(arg)
+        if sub is not None:
+            command = sub
+    flags: dict[str, tuple[str, str | None]] = {}
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", False) and getattr(param, "is_bool_flag", False):
+            on = next((o for o in param.opts if o.startswith("--")), None)
+            off = next((o for o in param.secondary_opts if o.startswith("--")), None)
+            if on:
+                flags[on] = (on, off)
+                if off:
+                    flags[off] = (off, on)
+    return flags

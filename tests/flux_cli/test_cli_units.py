@@ -45,3 +45,14 @@ def test_completion_scripts_are_up_to_date(shell):
     committed = ROOT / "completions" / SHELLS[shell]
     assert committed.exists(), f"run 'make completions' to generate {committed}"
     assert committed.read_text() == script(shell), f"{committed} is stale: run 'make completions'"
+
+
+def test_boolean_flags_accept_flux_style_values():
+    from flux_cli.main import normalize_bool_flags
+
+    args = ["create", "ks", "apps", "--prune=true", "--wait=false", "--label=a=true", "--path=./x=false"]
+    # create ks has --wait without an off switch: --wait=false is just not --wait
+    assert normalize_bool_flags(args) == ["create", "ks", "apps", "--prune", "--label=a=true", "--path=./x=false"]
+    assert normalize_bool_flags(["install", "--wait=false"]) == ["install", "--no-wait"]
+    assert normalize_bool_flags(["resume", "ks", "a", "--wait=TRUE"]) == ["resume", "ks", "a", "--wait"]
+    assert normalize_bool_flags(["get", "ks"]) == ["get", "ks"]
