@@ -23,6 +23,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from controllers.source.git_client import redact_url
 from manifestgen.sync import File
 
 #: seconds one git operation may take when the caller gives no deadline.
@@ -83,20 +84,11 @@ class Credentials:
         return data
 
 
-def redact(url: str) -> str:
-    """``url`` without a password in its user info."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 def ssh_host(url: str) -> tuple[str, int]:
     """``(host, port)`` of an ``ssh://`` URL (port 22 by default)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "ssh" or not parts.hostname:
-        raise ValueError(f"not an ssh:// URL with a host: {redact(url)}")
+        raise ValueError(f"not an ssh:// URL with a host: {redact_url(url)}")
     return parts.hostname, parts.port or 22
 
 
@@ -221,7 +213,7 @@ class Checkout:
                  author_name: str = "Flux", author_email: str = "", signer: GPGSigner | None = None,
                  timeout: float = DEFAULT_TIMEOUT, workdir: str | os.PathLike | None = None):
         self.url, self.branch = url, branch
-        self.display_url = redact(url)
+        self.display_url = redact_url(url)
         self.credentials = credentials or Credentials()
         self.author_name, self.author_email, self.signer = author_name, author_email, signer
         self.timeout = timeout

@@ -120,6 +120,12 @@ class BootstrapOptions:
     def head_branch(self) -> str:
         return self.pull_request_branch or f"fluxpy-bootstrap-{self.branch}"
 
+    def sync_options(self, url: str) -> syncgen.SyncOptions:
+        """The GitRepository and Kustomization (``gotk-sync.yaml``) these options make, syncing from ``url``."""
+        return syncgen.SyncOptions(url=url, name=self.namespace, namespace=self.namespace, branch=self.branch,
+                                   secret=self.secret_name, interval=self.interval, target_path=self.target_path,
+                                   recurse_submodules=self.recurse_submodules)
+
 
 @dataclasses.dataclass
 class Outcome:
@@ -153,8 +159,7 @@ def check_options(o: BootstrapOptions) -> None:
     missing = [c for c in REQUIRED_COMPONENTS if c not in o.install.all_components]
     if missing:
         raise BootstrapError(f"component {missing[0]} is required")
-    syncgen.SyncOptions(url="ssh://placeholder/x", name=o.namespace, namespace=o.namespace, branch=o.branch,
-                        secret=o.secret_name, interval=o.interval, target_path=o.target_path).validate()
+    o.sync_options("ssh://placeholder/x").validate()
 
 
 class Bootstrap:
@@ -267,10 +272,7 @@ class Bootstrap:
         components = syncgen.components_file(manifest.yaml, o.target_path, o.namespace)
         self.ui.success("generated component manifests")
         self.ui.action("generating sync manifests")
-        sync = syncgen.generate(syncgen.SyncOptions(
-            url=self.resolved.sync_url, name=o.namespace, namespace=o.namespace, branch=o.branch,
-            secret=o.secret_name, interval=o.interval, target_path=o.target_path,
-            recurse_submodules=o.recurse_submodules))
+        sync = syncgen.generate(o.sync_options(self.resolved.sync_url))
         directory = sync.file.path.rsplit("/", 1)[0] if "/" in sync.file.path else ""
         files = [components, sync.file]
         kustomization = self._kustomization(checkout, directory, files)

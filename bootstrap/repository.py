@@ -10,9 +10,10 @@ import dataclasses
 import urllib.parse
 from typing import TYPE_CHECKING, Protocol
 
-from bootstrap.git import Credentials, redact
+from bootstrap.git import Credentials
 from bootstrap.providers.base import (ChangeRequest, DeployToken, Provider, ProviderError, Repository, TeamGrant,
                                       with_ssh_hostname)
+from controllers.source.git_client import redact_url
 
 if TYPE_CHECKING:
     from bootstrap.plan import UI
@@ -74,7 +75,7 @@ class PlainGitSource:
     key_has_access: bool = False
 
     def describe(self) -> str:
-        return redact(self.url)
+        return redact_url(self.url)
 
     def resolve(self, ui: "UI") -> Resolved:
         return Resolved(self.url, self.sync_url, self.credentials)

@@ -194,7 +194,8 @@ def _order_key(obj: dict[str, Any]) -> tuple[int, str, str, str]:
 
 
 @functools.cache
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
+    """The jinja2 environment of ``manifestgen/templates`` (install and sync manifests)."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("manifestgen", "templates"),
         undefined=jinja2.StrictUndefined,
@@ -210,7 +211,7 @@ def _environment() -> jinja2.Environment:
 
 def _render(template: str, context: dict[str, Any]) -> list[dict[str, Any]]:
     """Render a template into its (zero or more) YAML documents, as dicts."""
-    text = _environment().get_template(template).render(context)
+    text = environment().get_template(template).render(context)
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 

@@ -19,18 +19,15 @@ keys. Go's ``ssh.ParsePrivateKey`` (Flux) reads both, so the Secret still works 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import jinja2
 import yaml
 
 from controllers.api.duration import format_duration
-from manifestgen.install import GEN_WARNING, dump_documents
+from manifestgen.install import GEN_WARNING, dump_documents, environment
 
 __all__ = [
     "COMPONENTS_FILE", "SYNC_FILE", "KUSTOMIZATION_FILE", "KUSTOMIZATION_FILES", "File", "SyncOptions",
@@ -178,7 +175,7 @@ def generate(options: SyncOptions) -> SyncManifest:
     options.validate()
     ref = {k: v for k, v in (("branch", options.branch), ("tag", options.tag), ("semver", options.semver),
                              ("commit", options.commit)) if v}
-    text = _environment().get_template("sync.yaml.j2").render(
+    text = environment().get_template("sync.yaml.j2").render(
         name=options.name, namespace=options.namespace, interval=format_duration(options.interval),
         url=options.url, ref=ref, secret=options.secret, recurse_submodules=options.recurse_submodules,
         provider=options.provider, sparse_checkout=list(options.sparse_checkout),
@@ -223,7 +220,7 @@ def _is_manifest(text: str) -> bool:
 
 def generate_kustomization(directory: str, resources: list[str]) -> File:
     """``<directory>/kustomization.yaml`` listing ``resources`` (Flux's generated form)."""
-    text = _environment().get_template("sync-kustomization.yaml.j2").render(resources=resources)
+    text = environment().get_template("sync-kustomization.yaml.j2").render(resources=resources)
     obj = yaml.safe_load(text)
     body = yaml.safe_dump(obj, sort_keys=True, default_flow_style=False)
     return File(_repo_path(directory, KUSTOMIZATION_FILE), body)
@@ -423,29 +420,12 @@ def generate_git_secret(options: GitSecretOptions) -> dict[str, Any]:
     """The Secret (with ``stringData``) for ``options``."""
     if options.keypair is not None and not options.known_hosts:
         raise ValueError("an SSH identity needs the host's known_hosts")
-    text = _environment().get_template("secret-git.yaml.j2").render(
+    text = environment().get_template("secret-git.yaml.j2").render(
         name=options.name, namespace=options.namespace, labels=options.labels, data=secret_data(options))
     secret = yaml.safe_load(text)
     if secret.get("stringData") is None:
         secret["stringData"] = {}
     return secret
-
-
-# --------------------------------------------------------------------------------------------- templates
-
-
-@functools.cache
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("manifestgen", "templates"),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["q"] = json.dumps
-    return env
 
 
 def files_by_path(files: Iterable[File]) -> Mapping[str, str]:

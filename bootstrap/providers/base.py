@@ -4,7 +4,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import urllib.parse
-from typing import Protocol
+from typing import Callable, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class ProviderError(Exception):
@@ -93,6 +95,59 @@ class Provider(Protocol):
                             body: str) -> ChangeRequest: ...
 
     def change_request(self, repo: Repository, number: int) -> ChangeRequest: ...
+
+
+class APIClient:
+    """What the provider classes share: a failed API call turned into a ProviderError. A subclass sets the
+    class attributes and :meth:`_api_error` (its library's exceptions); :meth:`_call` handles the network."""
+
+    #: "GitHub", "GitLab": for messages.
+    name: str
+    #: the host users see.
+    domain: str
+    #: where the API calls go, for network failures.
+    endpoint: str
+    #: the token's environment variable and the scope it needs, for a refused token.
+    token_env: str
+    token_scope: str
+
+    def _call(self, what: str, fn: Callable[[], T], *, not_found: str = "", forbidden: str = "") -> T:
+        import requests
+
+        try:
+            return fn()
+        except requests.exceptions.SSLError as exc:
+            raise ProviderError(f"{what}: TLS verification of {self.endpoint} failed ({connection_problem(exc)}); "
+                                "pass the server's CA with --ca-file", "unreachable") from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise ProviderError(f"{what}: cannot reach {self.endpoint} ({connection_problem(exc)}); check --hostname "
+                                "and the network", "unreachable") from None
+        except Exception as exc:
+            error = self._api_error(what, exc, not_found=not_found, forbidden=forbidden)
+            if error is None:
+                raise
+            raise error from None
+
+    def _api_error(self, what: str, exc: Exception, *, not_found: str, forbidden: str) -> ProviderError | None:
+        """The ProviderError for an exception of the provider's library (None: not one of them)."""
+        raise NotImplementedError
+
+    def _refused(self, what: str, answer: str) -> ProviderError:
+        """The token was refused (``answer``: e.g. ``401 Unauthorized``)."""
+        return ProviderError(f"{what}: {self.domain} refused the token ({answer}): set ${self.token_env} to a valid "
+                             f"personal access token (scope '{self.token_scope}')", "auth")
+
+    def _answer_error(self, what: str, status: int, detail: str, *, not_found: str,
+                      forbidden: str) -> ProviderError | None:
+        """A 404 or 403 answer (``detail``: the provider's message, "" if none); None for other statuses."""
+        if status == 404:
+            return ProviderError(f"{what}: not found (404{' ' + detail if detail else ''})"
+                                 + (f": {not_found}" if not_found else ""), "not-found")
+        if status == 403:
+            return ProviderError(f"{what}: forbidden (403{' ' + detail if detail else ''})"
+                                 + (f": {forbidden}" if forbidden else ": the token lacks the permission"),
+                                 "forbidden")
+        return None
 
 
 def deploy_key_name(namespace: str, branch: str, secret_name: str, path: str) -> str:

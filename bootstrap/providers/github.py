@@ -3,12 +3,10 @@ requests bootstrap needs. ``--hostname`` other than github.com means an Enterpri
 served under ``/api/v3`` of that host."""
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import Any
 
-from bootstrap.providers.base import (ChangeRequest, DeployToken, ProviderError, Repository, api_base,
-                                      TeamGrant, connection_problem, ssh_url)
-
-T = TypeVar("T")
+from bootstrap.providers.base import (APIClient, ChangeRequest, DeployToken, ProviderError, Repository, api_base,
+                                      TeamGrant, ssh_url)
 
 DEFAULT_DOMAIN = "github.com"
 #: the permission a ``--team`` gets when it names none (Flux's default).
@@ -16,10 +14,11 @@ DEFAULT_TEAM_PERMISSION = "maintain"
 TEAM_PERMISSIONS = ("pull", "triage", "push", "maintain", "admin")
 
 
-class GitHubProvider:
+class GitHubProvider(APIClient):
     """One authenticated PyGithub client."""
 
     name = "GitHub"
+    token_env, token_scope = "GITHUB_TOKEN", "repo"
     change_request_word = "pull request"
 
     def __init__(self, token: str, hostname: str = DEFAULT_DOMAIN, *, ca_file: str | None = None,
@@ -28,6 +27,7 @@ class GitHubProvider:
 
         base, self.domain = api_base(hostname, DEFAULT_DOMAIN)
         self.api_url = "https://api.github.com" if self.domain == DEFAULT_DOMAIN else f"{base}/api/v3"
+        self.endpoint = self.api_url
         # no retries and no write throttling: bootstrap makes a handful of calls and reports failures at once
         self.client = Github(base_url=self.api_url, auth=Auth.Token(token), verify=ca_file or True,
                              timeout=int(max(1, timeout)), retry=None, seconds_between_requests=None,
@@ -37,31 +37,19 @@ class GitHubProvider:
 
     # ------------------------------------------------------------------ calls and errors
 
-    def _call(self, what: str, fn: Callable[[], T], *, not_found: str = "", forbidden: str = "") -> T:
-        import requests
+    def _api_error(self, what: str, exc: Exception, *, not_found: str, forbidden: str) -> ProviderError | None:
         from github import BadCredentialsException, GithubException, UnknownObjectException
 
-        try:
-            return fn()
-        except BadCredentialsException:
-            raise ProviderError(f"{what}: {self.domain} refused the token (401 Bad credentials): set $GITHUB_TOKEN "
-                                "to a valid personal access token (scope 'repo')", "auth") from None
-        except UnknownObjectException as exc:
-            raise ProviderError(f"{what}: not found (404{_detail(exc)})"
-                                + (f": {not_found}" if not_found else ""), "not-found") from None
-        except GithubException as exc:
-            if exc.status == 403:
-                raise ProviderError(f"{what}: forbidden (403{_detail(exc)})"
-                                    + (f": {forbidden}" if forbidden else ": the token lacks the permission"),
-                                    "forbidden") from None
-            kind = "invalid" if exc.status == 422 else "api"
-            raise ProviderError(f"{what}: {self.name} answered {exc.status}{_detail(exc, sep=': ')}", kind) from None
-        except requests.exceptions.SSLError as exc:
-            raise ProviderError(f"{what}: TLS verification of {self.api_url} failed ({connection_problem(exc)}); "
-                                "pass the server's CA with --ca-file", "unreachable") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise ProviderError(f"{what}: cannot reach {self.api_url} ({connection_problem(exc)}); check --hostname "
-                                "and the network", "unreachable") from None
+        if isinstance(exc, BadCredentialsException):
+            return self._refused(what, "401 Bad credentials")
+        if isinstance(exc, UnknownObjectException):
+            return self._answer_error(what, 404, _detail(exc, sep=""), not_found=not_found, forbidden=forbidden)
+        if not isinstance(exc, GithubException):
+            return None
+        if exc.status == 403:
+            return self._answer_error(what, 403, _detail(exc, sep=""), not_found=not_found, forbidden=forbidden)
+        kind = "invalid" if exc.status == 422 else "api"
+        return ProviderError(f"{what}: {self.name} answered {exc.status}{_detail(exc, sep=': ')}", kind)
 
     @property
     def login(self) -> str:

@@ -3,12 +3,10 @@ group access and merge requests bootstrap needs."""
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, TypeVar
+from typing import Any
 
-from bootstrap.providers.base import (ChangeRequest, DeployToken, ProviderError, Repository, api_base,
-                                      TeamGrant, connection_problem, ssh_url)
-
-T = TypeVar("T")
+from bootstrap.providers.base import (APIClient, ChangeRequest, DeployToken, ProviderError, Repository, api_base,
+                                      TeamGrant, ssh_url)
 
 DEFAULT_DOMAIN = "gitlab.com"
 DEFAULT_TEAM_PERMISSION = "maintain"
@@ -19,10 +17,11 @@ VISIBILITIES = ("private", "internal", "public")
 PROJECT_NAME = re.compile(r"^[\w\u00a9-\U0001f9ff][\w\u00a9-\U0001f9ff\-.\u2010-\u2015 ]*$")
 
 
-class GitLabProvider:
+class GitLabProvider(APIClient):
     """One authenticated python-gitlab client."""
 
     name = "GitLab"
+    token_env, token_scope = "GITLAB_TOKEN", "api"
     change_request_word = "merge request"
 
     def __init__(self, token: str, hostname: str = DEFAULT_DOMAIN, *, ca_file: str | None = None,
@@ -30,6 +29,7 @@ class GitLabProvider:
         import gitlab
 
         self.url, self.domain = api_base(hostname, DEFAULT_DOMAIN)
+        self.endpoint = self.url
         self.client = gitlab.Gitlab(self.url, private_token=token, ssl_verify=ca_file or True, timeout=timeout,
                                     retry_transient_errors=False, keep_base_url=True)
         self._projects: dict[str, Any] = {}
@@ -37,33 +37,20 @@ class GitLabProvider:
 
     # ------------------------------------------------------------------ calls and errors
 
-    def _call(self, what: str, fn: Callable[[], T], *, not_found: str = "", forbidden: str = "") -> T:
+    def _api_error(self, what: str, exc: Exception, *, not_found: str, forbidden: str) -> ProviderError | None:
         import gitlab
-        import requests
 
-        try:
-            return fn()
-        except gitlab.GitlabAuthenticationError:
-            raise ProviderError(f"{what}: {self.domain} refused the token (401 Unauthorized): set $GITLAB_TOKEN to a "
-                                "valid personal access token (scope 'api')", "auth") from None
-        except gitlab.GitlabError as exc:
-            code = exc.response_code or 0
-            message = _message(exc).removeprefix(f"{code} ")
-            if code == 404:
-                raise ProviderError(f"{what}: not found (404{' ' + message if message else ''})"
-                                    + (f": {not_found}" if not_found else ""), "not-found") from None
-            if code == 403:
-                raise ProviderError(f"{what}: forbidden (403{' ' + message if message else ''})"
-                                    + (f": {forbidden}" if forbidden else ": the token lacks the permission"),
-                                    "forbidden") from None
-            kind = "invalid" if code in (400, 409, 422) else "api"
-            raise ProviderError(f"{what}: {self.name} answered {code or 'an error'}: {message}", kind) from None
-        except requests.exceptions.SSLError as exc:
-            raise ProviderError(f"{what}: TLS verification of {self.url} failed ({connection_problem(exc)}); pass the "
-                                "server's CA with --ca-file", "unreachable") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise ProviderError(f"{what}: cannot reach {self.url} ({connection_problem(exc)}); check --hostname and "
-                                "the network", "unreachable") from None
+        if isinstance(exc, gitlab.GitlabAuthenticationError):
+            return self._refused(what, "401 Unauthorized")
+        if not isinstance(exc, gitlab.GitlabError):
+            return None
+        code = exc.response_code or 0
+        message = _message(exc).removeprefix(f"{code} ")
+        error = self._answer_error(what, code, message, not_found=not_found, forbidden=forbidden)
+        if error is not None:
+            return error
+        kind = "invalid" if code in (400, 409, 422) else "api"
+        return ProviderError(f"{what}: {self.name} answered {code or 'an error'}: {message}", kind)
 
     @property
     def username(self) -> str:

@@ -9,7 +9,8 @@ other's artifacts. Credentials come from ``--creds <username>[:<password>]``, el
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+import contextlib
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 
@@ -33,6 +34,15 @@ def insecure_option(action: str) -> Any:
     return typer.Option(False, "--insecure-registry", help=f"Allow {action} without TLS.")
 
 
+@contextlib.contextmanager
+def _failure(message: str, *errors: type[BaseException]) -> Iterator[None]:
+    """One of ``errors`` raised inside becomes the CLIError ``<message><error>``."""
+    try:
+        yield
+    except errors as exc:
+        raise CLIError(f"{message}{exc}") from None
+
+
 def _ignore_paths(values: Optional[list[str]]) -> list[str]:
     from controllers.source.ociclient import DEFAULT_IGNORE_PATHS
     from flux_cli.flags import split_list
@@ -43,10 +53,8 @@ def _ignore_paths(values: Optional[list[str]]) -> list[str]:
 def _artifact_ref(url: str) -> "Reference":
     from controllers.source.ociclient import InvalidReference, parse_artifact_url
 
-    try:
+    with _failure("", InvalidReference):
         return parse_artifact_url(url)
-    except InvalidReference as exc:
-        raise CLIError(str(exc)) from None
 
 
 def _address(url: str) -> str:
@@ -68,10 +76,8 @@ def _client(a: App, ref: "Reference", *, creds: str, provider: str, insecure: bo
     credentials = None
     if creds:
         a.terminal.action("logging in to registry with credentials")
-        try:
+        with _failure("could not login with credentials: ", ValueError):
             credentials = ociclient.parse_creds(creds)
-        except ValueError as exc:
-            raise CLIError(f"could not login with credentials: {exc}") from None
     else:
         credentials = ociclient.local_docker_credentials(ref)
     return ociclient.client_for(ref, credentials=credentials, insecure=insecure, timeout=a.timeout)
@@ -164,12 +170,10 @@ def push_artifact(
         created = "1970-01-01T00:00:00Z" if reproducible else None
         with tempfile.TemporaryDirectory(prefix="fluxpy-push-") as tmp, client:
             tarball = os.path.join(tmp, "artifact.tgz")
-            try:
+            with _failure("pushing artifact failed: ", ociclient.OCIError, OSError):
                 ociclient.build_tarball(src, tarball, _ignore_paths(ignore_paths))
                 digest = ociclient.push_artifact(client, ref, tarball,
                                                  ociclient.artifact_annotations(source, revision, extra, created))
-            except (ociclient.OCIError, OSError) as exc:
-                raise CLIError(f"pushing artifact failed: {exc}") from None
     finally:
         _remove(temp)
     info = {"url": f"oci://{ref.name}@{digest}", "repository": ref.name, "tag": ref.tag or "latest",
@@ -210,7 +214,7 @@ def pull_artifact(
     ref, client = _connect(a, url, creds=creds, provider=provider, insecure=insecure)
     a.terminal.action(f"pulling artifact from {_address(url)}")
     with client, tempfile.TemporaryDirectory(prefix="fluxpy-pull-") as tmp:
-        try:
+        with _failure("", ociclient.OCIError, UnsafeArchive, OSError):
             manifest = client.image_manifest(ref)
             layer = ociclient.select_layer(manifest)
             blob = os.path.join(tmp, "layer")
@@ -219,8 +223,6 @@ def pull_artifact(
                 extract_tarball(blob, output, max_size=-1)
             else:
                 shutil.copyfile(blob, output)
-        except (ociclient.OCIError, UnsafeArchive, OSError) as exc:
-            raise CLIError(str(exc)) from None
     meta = ociclient.ArtifactMetadata.from_annotations(manifest.annotations)
     if meta.source:
         a.terminal.success(f"source {meta.source}")
@@ -252,12 +254,10 @@ def tag_artifact(
     a.terminal.action("tagging artifact")
     with client:
         for tag in new_tags:
-            try:
+            with _failure("tagging artifact failed: ", ociclient.OCIError):
                 target = ref.with_tag(tag)
                 manifest = client.get_manifest(ref)
                 client.put_manifest(target, manifest.raw, manifest.media_type)
-            except ociclient.OCIError as exc:
-                raise CLIError(f"tagging artifact failed: {exc}") from None
             a.terminal.success(f"artifact tagged as {target}")
 
 
@@ -283,21 +283,15 @@ def list_artifacts(
     repository = _address(url)
     constraint = pattern = None
     if filter_semver:
-        try:
+        with _failure(f"semver '{filter_semver}' parse error: ", InvalidConstraint):
             constraint = new_constraint(filter_semver)
-        except InvalidConstraint as exc:
-            raise CLIError(f"semver '{filter_semver}' parse error: {exc}") from None
     if filter_regex:
-        try:
+        with _failure(f"regex '{filter_regex}' parse error: ", re.error):
             pattern = re.compile(filter_regex)
-        except re.error as exc:
-            raise CLIError(f"regex '{filter_regex}' parse error: {exc}") from None
     rows = []
     with _client(a, ref, creds=creds, provider=provider, insecure=insecure) as client:
-        try:
+        with _failure("listing tags failed: ", ociclient.OCIError):
             tags = sorted(client.list_tags(ref.repository), reverse=True)
-        except ociclient.OCIError as exc:
-            raise CLIError(f"listing tags failed: {exc}") from None
         for tag in tags:
             if tag.endswith(ociclient.COSIGN_SUFFIXES):
                 continue
@@ -309,12 +303,10 @@ def list_artifacts(
                     continue
             if pattern is not None and not pattern.search(tag):
                 continue
-            try:
+            with _failure("fetching manifest failed: ", ociclient.OCIError):
                 tagged = ref.with_tag(tag)
                 meta = ociclient.ArtifactMetadata.from_annotations(client.get_manifest(tagged).annotations)
                 digest = client.head_manifest(tagged).digest
-            except ociclient.OCIError as exc:
-                raise CLIError(f"fetching manifest failed: {exc}") from None
             rows.append([f"{repository}:{tag}", digest, meta.source, meta.revision])
     a.terminal.table(["ARTIFACT", "DIGEST", "SOURCE", "REVISION"], rows)
 
@@ -335,10 +327,8 @@ def build_artifact(
     src, temp = _source_path(path, reason=False)
     try:
         a.terminal.action(f"building artifact from {src}")
-        try:
+        with _failure("building artifact failed, error: ", OSError):
             ociclient.build_tarball(src, output, _ignore_paths(ignore_paths))
-        except OSError as exc:
-            raise CLIError(f"building artifact failed, error: {exc}") from None
     finally:
         _remove(temp)
     a.terminal.success(f"artifact created at {output}")
@@ -375,11 +365,9 @@ def diff_artifact(
     with _client(a, ref, creds=creds, provider=provider, insecure=insecure) as client, \
             tempfile.TemporaryDirectory(prefix="fluxpy-diff-") as tmp:
         local = os.path.join(tmp, "artifact.tgz")
-        try:
+        with _failure("building artifact failed: ", OSError):
             digest = ociclient.build_tarball(path, local, _ignore_paths(ignore_paths))
-        except OSError as exc:
-            raise CLIError(f"building artifact failed: {exc}") from None
-        try:
+        with _failure("", ociclient.OCIError, OSError, tarfile.TarError):
             layer = ociclient.select_layer(client.image_manifest(ref))
             same = layer.digest == digest and layer.size == os.path.getsize(local)
             if not same:
@@ -387,8 +375,6 @@ def diff_artifact(
                 client.download_blob(ref.repository, layer.digest, remote)
                 same = ociclient.is_gzip(remote) and \
                     list(ociclient.tar_entries(remote)) == list(ociclient.tar_entries(local))
-        except (ociclient.OCIError, OSError, tarfile.TarError) as exc:
-            raise CLIError(str(exc)) from None
     if not same:
         raise CLIError("the remote artifact contents differs from the local one")
     a.terminal.success("no changes detected")

@@ -21,12 +21,18 @@ from typing import Any, Callable, Optional
 import typer
 
 from flux_cli.app import App, CLIError
-from flux_cli.main import app
+from flux_cli.root import app
 
 bootstrap_app = typer.Typer(help="Deploy fluxpy on a cluster the GitOps way.", no_args_is_help=True)
 app.add_typer(bootstrap_app, name="bootstrap")
 
 SSH_KEY_ALGORITHMS = ("rsa", "ecdsa", "ed25519")
+
+# Flags more than one sub-command declares, with the same default and help (not Flux's persistent ones).
+INTERVAL_OPTION = typer.Option("1m0s", "--interval", help="Sync interval.")
+PATH_OPTION = typer.Option("", "--path", help="Path relative to the repository root; the cluster syncs this "
+                                              "directory.")
+READ_WRITE_KEY_OPTION = typer.Option(False, "--read-write-key", help="Give the deploy key write access.")
 ECDSA_CURVES = ("p256", "p384", "p521")
 
 
@@ -234,7 +240,36 @@ def validate(c: CommonFlags) -> None:
         raise CLIError("--gpg-passphrase and --gpg-key-id need --gpg-key-ring")
 
 
+def validate_provider(c: CommonFlags, owner: str, repository: str) -> None:
+    """:func:`validate`, and the repository flags ``bootstrap github`` and ``bootstrap gitlab`` require."""
+    validate(c)
+    if not owner or not repository:
+        raise CLIError("--owner and --repository are required")
+
+
 # ------------------------------------------------------------------------------------------ the run
+
+
+def run_with_provider(a: App, c: CommonFlags, provider_class, token: str, hostname: str, *, owner: str,
+                      repository: str, personal: bool, visibility: str, teams: dict[str, str], secret, path: str,
+                      interval: str) -> None:
+    """The end of ``bootstrap github`` and ``bootstrap gitlab``: connect to the provider's API, describe the
+    repository to create or reuse, run. Syncing over SSH, the CA is only for the API (not the Secret)."""
+    from bootstrap.providers.base import ProviderError
+    from bootstrap.repository import ProviderSource
+
+    ca = secret.ca
+    if secret.auth == "ssh":
+        secret.ca = b""
+    try:
+        provider = provider_class(token, hostname, ca_file=c.ca_file or None)
+    except ProviderError as exc:
+        raise CLIError(exc.message) from None
+    source = ProviderSource(provider, owner, repository, token, personal=personal, visibility=visibility,
+                            teams=teams, sync_transport="ssh" if secret.auth == "ssh" else "https",
+                            ssh_hostname=c.ssh_hostname, ca=ca, default_branch=c.branch)
+    run(a, c, source, secret=secret, path=path, interval=interval)
+
 
 
 def run(a: App, c: CommonFlags, source, *, secret, path: str, interval: str, silent: bool = False) -> None:

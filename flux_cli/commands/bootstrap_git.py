@@ -14,8 +14,8 @@ import urllib.parse
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.bootstrap import (CommonFlags, bootstrap_app, load_keypair, read_token, run, secret_options,
-                                         target_path, validate, with_common_flags)
+from flux_cli.commands.bootstrap import (INTERVAL_OPTION, PATH_OPTION, CommonFlags, bootstrap_app, load_keypair,
+                                         read_token, run, secret_options, target_path, validate, with_common_flags)
 
 
 @bootstrap_app.command("git")
@@ -26,9 +26,8 @@ def bootstrap_git(
     common: CommonFlags,
     url: str = typer.Option("", "--url", help="Git repository URL (ssh://, https://, or http:// with "
                                               "--allow-insecure-http)."),
-    interval: str = typer.Option("1m0s", "--interval", help="Sync interval."),
-    path: str = typer.Option("", "--path", help="Path relative to the repository root; the cluster syncs this "
-                                                "directory."),
+    interval: str = INTERVAL_OPTION,
+    path: str = PATH_OPTION,
     username: str = typer.Option("git", "-u", "--username", help="Basic authentication username (SSH: the user)."),
     password: str = typer.Option("", "-p", "--password", help="Basic authentication password, or the passphrase "
                                                               "of --private-key-file ($GIT_PASSWORD)."),

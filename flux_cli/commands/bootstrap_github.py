@@ -12,8 +12,9 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.bootstrap import (CommonFlags, bootstrap_app, read_token, run, secret_options, target_path,
-                                         team_permissions, validate, with_common_flags)
+from flux_cli.commands.bootstrap import (INTERVAL_OPTION, PATH_OPTION, READ_WRITE_KEY_OPTION, CommonFlags,
+                                         bootstrap_app, read_token, run_with_provider, secret_options, target_path,
+                                         team_permissions, validate_provider, with_common_flags)
 
 TOKEN_ENV = "GITHUB_TOKEN"
 
@@ -32,26 +33,21 @@ def bootstrap_github(
                                                             "organization)."),
     private: bool = typer.Option(True, "--private/--no-private", help="Create the repository private "
                                                                       "(--no-private: public)."),
-    interval: str = typer.Option("1m0s", "--interval", help="Sync interval."),
+    interval: str = INTERVAL_OPTION,
     hostname: str = typer.Option("github.com", "--hostname", help="GitHub hostname (GitHub Enterprise Server)."),
-    path: str = typer.Option("", "--path", help="Path relative to the repository root; the cluster syncs this "
-                                                "directory."),
-    read_write_key: bool = typer.Option(False, "--read-write-key", help="Give the deploy key write access."),
+    path: str = PATH_OPTION,
+    read_write_key: bool = READ_WRITE_KEY_OPTION,
 ) -> None:
     """Deploy fluxpy on a cluster connected to a GitHub repository.
 
     Creates the repository if it does not exist, commits the manifests to the branch, and makes the cluster
     sync from it. When the components are already installed, a re-run upgrades them through Git if needed.
     """
-    from bootstrap.providers.base import ProviderError
     from bootstrap.providers.github import DEFAULT_TEAM_PERMISSION, GitHubProvider
-    from bootstrap.repository import ProviderSource
 
     a: App = ctx.obj
     c = common
-    validate(c)
-    if not owner or not repository:
-        raise CLIError("--owner and --repository are required")
+    validate_provider(c, owner, repository)
     if c.private_key_file:
         raise CLIError("--private-key-file is not supported by 'bootstrap github': the deploy key is generated "
                        "(use 'bootstrap git' to bring your own key)")
@@ -59,16 +55,7 @@ def bootstrap_github(
     path_value = target_path(path)
     secret = secret_options(c, auth="basic" if c.token_auth else "ssh", username="git",
                             password=token if c.token_auth else "", read_write_key=read_write_key)
-    ca = secret.ca
-    if not c.token_auth:
-        secret.ca = b""
-    try:
-        provider = GitHubProvider(token, hostname, ca_file=c.ca_file or None)
-    except ProviderError as exc:
-        raise CLIError(exc.message) from None
-    source = ProviderSource(provider, owner, repository, token, personal=personal,
-                            visibility="private" if private else "public",
-                            teams=team_permissions(team, DEFAULT_TEAM_PERMISSION),
-                            sync_transport="https" if c.token_auth else "ssh", ssh_hostname=c.ssh_hostname, ca=ca,
-                            default_branch=c.branch)
-    run(a, c, source, secret=secret, path=path_value, interval=interval)
+    run_with_provider(a, c, GitHubProvider, token, hostname, owner=owner, repository=repository, personal=personal,
+                      visibility="private" if private else "public",
+                      teams=team_permissions(team, DEFAULT_TEAM_PERMISSION), secret=secret, path=path_value,
+                      interval=interval)

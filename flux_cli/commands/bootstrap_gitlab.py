@@ -11,8 +11,9 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.bootstrap import (CommonFlags, bootstrap_app, load_keypair, read_token, run, secret_options,
-                                         target_path, team_permissions, validate, with_common_flags)
+from flux_cli.commands.bootstrap import (INTERVAL_OPTION, PATH_OPTION, READ_WRITE_KEY_OPTION, CommonFlags,
+                                         bootstrap_app, load_keypair, read_token, run_with_provider, secret_options,
+                                         target_path, team_permissions, validate_provider, with_common_flags)
 
 TOKEN_ENV = "GITLAB_TOKEN"
 
@@ -31,11 +32,10 @@ def bootstrap_gitlab(
     private: bool = typer.Option(True, "--private/--no-private", help="Deprecated: use --visibility."),
     visibility: str = typer.Option("private", "--visibility", help="Visibility of a created project: private, "
                                                                    "internal or public."),
-    interval: str = typer.Option("1m0s", "--interval", help="Sync interval."),
+    interval: str = INTERVAL_OPTION,
     hostname: str = typer.Option("gitlab.com", "--hostname", help="GitLab hostname (a self-managed server)."),
-    path: str = typer.Option("", "--path", help="Path relative to the repository root; the cluster syncs this "
-                                                "directory."),
-    read_write_key: bool = typer.Option(False, "--read-write-key", help="Give the deploy key write access."),
+    path: str = PATH_OPTION,
+    read_write_key: bool = READ_WRITE_KEY_OPTION,
     deploy_token_auth: bool = typer.Option(False, "--deploy-token-auth", help=(
         "Create a project deploy token for the cluster instead of an SSH deploy key.")),
 ) -> None:
@@ -44,15 +44,11 @@ def bootstrap_gitlab(
     Creates the project if it does not exist, commits the manifests to the branch, and makes the cluster
     sync from it. When the components are already installed, a re-run upgrades them through Git if needed.
     """
-    from bootstrap.providers.base import ProviderError
     from bootstrap.providers.gitlab import DEFAULT_TEAM_PERMISSION, PROJECT_NAME, VISIBILITIES, GitLabProvider
-    from bootstrap.repository import ProviderSource
 
     a: App = ctx.obj
     c = common
-    validate(c)
-    if not owner or not repository:
-        raise CLIError("--owner and --repository are required")
+    validate_provider(c, owner, repository)
     if not PROJECT_NAME.match(repository):
         raise CLIError(f"{repository} is an invalid project name for gitlab. It can contain only letters, digits, "
                        "emojis, '_', '.', dash, space. It must start with letter, digit, emoji or '_'.")
@@ -71,15 +67,6 @@ def bootstrap_gitlab(
         secret = secret_options(c, auth="deploy-token")
     else:
         secret = secret_options(c, auth="ssh", keypair=load_keypair(c), read_write_key=read_write_key)
-    ca = secret.ca
-    if secret.auth == "ssh":
-        secret.ca = b""
-    try:
-        provider = GitLabProvider(token, hostname, ca_file=c.ca_file or None)
-    except ProviderError as exc:
-        raise CLIError(exc.message) from None
-    source = ProviderSource(provider, owner, repository, token, personal=personal, visibility=visibility,
-                            teams=team_permissions(team, DEFAULT_TEAM_PERMISSION),
-                            sync_transport="https" if (c.token_auth or deploy_token_auth) else "ssh",
-                            ssh_hostname=c.ssh_hostname, ca=ca, default_branch=c.branch)
-    run(a, c, source, secret=secret, path=path_value, interval=interval)
+    run_with_provider(a, c, GitLabProvider, token, hostname, owner=owner, repository=repository, personal=personal,
+                      visibility=visibility, teams=team_permissions(team, DEFAULT_TEAM_PERMISSION), secret=secret,
+                      path=path_value, interval=interval)

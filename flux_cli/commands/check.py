@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.main import app
+from flux_cli.root import app
 
 #: the oldest Kubernetes minor Flux 2.7 supports.
 MIN_KUBERNETES = (1, 32)

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from flux_cli.app import CLIError, handle_errors
-from flux_cli.main import app
+from flux_cli.root import app
 
 #: shell -> file name under completions/
 SHELLS = {"bash": "fluxpy.bash", "zsh": "_fluxpy", "fish": "fluxpy.fish", "powershell": "fluxpy.ps1"}

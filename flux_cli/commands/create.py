@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from flux_cli.app import App, CLIError
-from flux_cli.main import app
+from flux_cli.root import app
 
 if TYPE_CHECKING:
     from controllers.api.types import Kind

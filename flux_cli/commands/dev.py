@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.main import app
+from flux_cli.root import app
 
 dev_app = typer.Typer(help="Run a local control plane (etcd + kube-apiserver) with fluxpy's controllers.",
                       no_args_is_help=True)

@@ -8,7 +8,7 @@ import typer
 
 from flux_cli import targets
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.main import app
+from flux_cli.root import app
 
 EVENT_HEADERS = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flux_cli.main import app
+from flux_cli.root import app
 
 push_app = typer.Typer(help="Push artifacts to OCI registries.", no_args_is_help=True)
 pull_app = typer.Typer(help="Pull artifacts from OCI registries.", no_args_is_help=True)

@@ -8,7 +8,7 @@ import typer
 
 from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.flags import split_list
-from flux_cli.main import app
+from flux_cli.root import app
 
 PART_OF = "app.kubernetes.io/part-of=fluxpy"
 

@@ -7,7 +7,7 @@ import typer
 
 from flux_cli import targets
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.main import app
+from flux_cli.root import app
 
 if TYPE_CHECKING:
     from controllers.api.types import Kind

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.main import app
+from flux_cli.root import app
 
 
 def format_line(line) -> str:

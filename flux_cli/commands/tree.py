@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.main import app
+from flux_cli.root import app
 
 if TYPE_CHECKING:
     from controllers.runtime.apply import ObjectRef

@@ -5,7 +5,7 @@ import typer
 
 from flux_cli import __version__
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.main import app
+from flux_cli.root import app
 
 
 @app.command("version")

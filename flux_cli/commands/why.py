@@ -13,7 +13,7 @@ import typer
 
 from flux_cli import targets
 from flux_cli.app import App, CLIError, describe_error
-from flux_cli.main import app
+from flux_cli.root import app
 
 SYMBOL = {"True": "✔", "False": "✗", "Unknown": "…", "Missing": "?", "Suspended": "⏸"}
 EXIT_ERROR = 2

@@ -81,8 +81,7 @@ def fluxpy(monkeypatch):
     from typer.testing import CliRunner
 
     from flux_cli.app import hoist_global_flags
-    from flux_cli.commands import bootstrap_git, bootstrap_github, bootstrap_gitlab  # noqa: F401 - registers
-    from flux_cli.main import app
+    from flux_cli.main import app  # it registers every command on the root app
     from tests.bootstrap.support import Result
 
     monkeypatch.setenv("NO_COLOR", "1")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bootstrap import cluster
-from bootstrap.git import Credentials, redact
+from bootstrap.git import Credentials
 from bootstrap.providers.base import ProviderError, api_base, deploy_key_name, ssh_url, with_ssh_hostname
 from bootstrap.repository import plain_git_sync_url
+from controllers.source.git_client import redact_url
 
 
 @pytest.mark.parametrize("url, kwargs, expected", [
@@ -64,7 +65,7 @@ def test_credentials_for_each_transport():
     assert c.secret_data("https://h/x") == {"username": b"u", "password": b"p", "ca.crt": b"PEM"}
     assert c.secret_data("ssh://h/x") == {"identity": b"KEY", "known_hosts": b"KH", "password": b"kp"}
     assert Credentials(bearer_token="t").secret_data("https://h/x") == {"bearerToken": b"t"}
-    assert redact("https://u:secret@h:8443/x") == "https://u:***@h:8443/x"
+    assert redact_url("https://u:secret@h:8443/x") == "https://u:***@h:8443/x"
 
 
 def ks(path: str, applied: str = "") -> dict:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flux_cli.app import hoist_global_flags
-from flux_cli.main import app
+from flux_cli.main import app  # main registers every command on the root app
 
 
 @dataclasses.dataclass

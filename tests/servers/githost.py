@@ -34,7 +34,6 @@ import json
 import os
 import re
 import secrets
-import ssl
 import subprocess
 import tempfile
 import threading
@@ -44,8 +43,9 @@ from typing import Any
 
 import pytest
 
-from controllers.localcluster.plane import _name, _new_key, _pem_cert, _pem_key, _sign
 from servers.git import GIT_TIMEOUT, GitSSHServer, git
+from servers.net import serve_http, stop_http
+from servers.tls import serving_certificate
 
 _HOOK = """#!/bin/sh
 # refuses updates of protected branches (merges through the API set GITHOST_BYPASS)
@@ -389,31 +389,19 @@ class GitHost:
             def log_message(self, format, *args):  # noqa: A002
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        context = None
         if self.tls:
-            self._server.socket = self._tls_context().wrap_socket(self._server.socket, server_side=True)
+            cert = serving_certificate(self.workdir, self.flavor, f"fluxpy-{self.flavor}-test-ca")
+            self.ca_pem = cert.ca_pem
+            (self.workdir / "ca.crt").write_bytes(self.ca_pem)
+            context = cert.context()
+        self._server = serve_http(Handler, "githost", context)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name=f"githost-{self.port}", daemon=True).start()
         return self
 
-    def _tls_context(self) -> ssl.SSLContext:
-        ca_key, key = _new_key(), _new_key()
-        ca = _sign(None, None, ca_key, _name(f"fluxpy-{self.flavor}-test-ca"), ca=True)
-        cert = _sign(ca, ca_key, key, _name(self.flavor), server_names=("127.0.0.1", "localhost"))
-        self.ca_pem = _pem_cert(ca)
-        (self.workdir / "ca.crt").write_bytes(self.ca_pem)
-        (self.workdir / "tls.crt").write_bytes(_pem_cert(cert))
-        (self.workdir / "tls.key").write_bytes(_pem_key(key))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.workdir / "tls.crt", self.workdir / "tls.key")
-        return context
-
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_http(self._server)
+        self._server = None
         if self.ssh is not None:
             self.ssh.stop()
 
@@ -471,6 +459,14 @@ class GitHost:
             if self.flavor == "github":
                 raise HTTPError(401, {"message": "Requires authentication"})
             raise HTTPError(401, {"message": "401 Unauthorized"})
+        return user
+
+    def _require_writer(self, req, repo: HostedRepo) -> User:
+        """The request's user, who must be able to write to ``repo`` (403 otherwise)."""
+        user = self._require_user(req)
+        if not self._can_write(repo, user):
+            raise HTTPError(403, {"message": "Resource not accessible by personal access token"
+                                  if self.flavor == "github" else "403 Forbidden"})
         return user
 
     # -- the two APIs
@@ -649,9 +645,7 @@ class GitHost:
                      and (not base or c.base == base)]
             return 200, [self._gh_pull_json(repo, c) for c in found], {}
         if rest == "/pulls" and method == "POST":
-            u = self._require_user(req)
-            if not self._can_write(repo, u):
-                raise HTTPError(403, {"message": "Resource not accessible by personal access token"})
+            u = self._require_writer(req, repo)
             return self._open_change(repo, u, data.get("head", "").split(":")[-1], data.get("base", ""),
                                      data.get("title", ""), data.get("body") or "", github=True)
         if pm := m(r"/pulls/(\d+)(/merge)?", rest):
@@ -659,9 +653,7 @@ class GitHost:
             if change is None:
                 raise HTTPError(404, {"message": "Not Found"})
             if pm[2] and method == "PUT":
-                u = self._require_user(req)
-                if not self._can_write(repo, u):
-                    raise HTTPError(403, {"message": "Resource not accessible by personal access token"})
+                u = self._require_writer(req, repo)
                 sha = self.merge(repo, change.number, u.login)
                 return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}, {}
             if pm[2]:
@@ -846,9 +838,7 @@ class GitHost:
                      and (not source or c.head == source) and (not target or c.base == target)]
             return 200, [self._gl_mr_json(repo, c) for c in found], {}
         if rest == "/merge_requests" and method == "POST":
-            u = self._require_user(req)
-            if not self._can_write(repo, u):
-                raise HTTPError(403, {"message": "403 Forbidden"})
+            u = self._require_writer(req, repo)
             return self._open_change(repo, u, data.get("source_branch", ""), data.get("target_branch", ""),
                                      data.get("title", ""), data.get("description") or "", github=False)
         if mm := m(r"/merge_requests/(\d+)(/merge)?", rest):
@@ -856,9 +846,7 @@ class GitHost:
             if change is None:
                 raise HTTPError(404, {"message": "404 Not found"})
             if mm[2] and method == "PUT":
-                u = self._require_user(req)
-                if not self._can_write(repo, u):
-                    raise HTTPError(403, {"message": "403 Forbidden"})
+                u = self._require_writer(req, repo)
                 self.merge(repo, change.number, u.login)
                 return 200, self._gl_mr_json(repo, change), {}
             return 200, self._gl_mr_json(repo, change), {}
@@ -951,45 +939,37 @@ def _host(tmp_path_factory, flavor: str, ssh: bool) -> GitHost:
     return host.start()
 
 
-@pytest.fixture
-def github_host(tmp_path_factory):
-    """A local GitHub (TLS, ``.ca_file``): user ``alice`` (``.token``), org ``acme`` with teams ``platform``
-    and ``dev``, user ``mallory``, org ``other-org`` alice is not in."""
-    host = _host(tmp_path_factory, "github", ssh=False)
+def _serve(tmp_path_factory, flavor: str, ssh: bool):
+    host = _host(tmp_path_factory, flavor, ssh=ssh)
     try:
         yield host
     finally:
         host.stop()
+
+
+@pytest.fixture
+def github_host(tmp_path_factory):
+    """A local GitHub (TLS, ``.ca_file``): user ``alice`` (``.token``), org ``acme`` with teams ``platform``
+    and ``dev``, user ``mallory``, org ``other-org`` alice is not in."""
+    yield from _serve(tmp_path_factory, "github", ssh=False)
 
 
 @pytest.fixture
 def gitlab_host(tmp_path_factory):
     """A local GitLab, set up like :func:`github_host` (groups instead of organizations)."""
-    host = _host(tmp_path_factory, "gitlab", ssh=False)
-    try:
-        yield host
-    finally:
-        host.stop()
+    yield from _serve(tmp_path_factory, "gitlab", ssh=False)
 
 
 @pytest.fixture
 def github_ssh_host(tmp_path_factory):
     """:func:`github_host` whose repositories are also served over SSH (deploy keys work)."""
-    host = _host(tmp_path_factory, "github", ssh=True)
-    try:
-        yield host
-    finally:
-        host.stop()
+    yield from _serve(tmp_path_factory, "github", ssh=True)
 
 
 @pytest.fixture
 def gitlab_ssh_host(tmp_path_factory):
     """:func:`gitlab_host` whose repositories are also served over SSH (deploy keys work)."""
-    host = _host(tmp_path_factory, "gitlab", ssh=True)
-    try:
-        yield host
-    finally:
-        host.stop()
+    yield from _serve(tmp_path_factory, "gitlab", ssh=True)
 
 
 __all__ = ["GitHost", "HostedRepo", "github_host", "gitlab_host", "github_ssh_host", "gitlab_ssh_host"]
