@@ -1,6 +1,8 @@
 """What bootstrap needs from a Git provider, and the names Flux gives what it creates there."""
 from __future__ import annotations
 
+import abc
+
 import dataclasses
 import re
 import urllib.parse
@@ -97,7 +99,7 @@ class Provider(Protocol):
     def change_request(self, repo: Repository, number: int) -> ChangeRequest: ...
 
 
-class APIClient:
+class APIClient(abc.ABC):
     """What the provider classes share: a failed API call turned into a ProviderError. A subclass sets the
     class attributes and :meth:`_api_error` (its library's exceptions); :meth:`_call` handles the network."""
 
@@ -128,9 +130,9 @@ class APIClient:
                 raise
             raise error from None
 
+    @abc.abstractmethod
     def _api_error(self, what: str, exc: Exception, *, not_found: str, forbidden: str) -> ProviderError | None:
         """The ProviderError for an exception of the provider's library (None: not one of them)."""
-        raise NotImplementedError
 
     def _refused(self, what: str, answer: str) -> ProviderError:
         """The token was refused (``answer``: e.g. ``401 Unauthorized``)."""
