@@ -6,12 +6,11 @@ import re
 
 from controllers import __version__
 from controllers.api import kinds
+from controllers.api.meta import is_dns1123_label, is_dns1123_subdomain
 
 #: log levels the controllers accept (as Flux's ``--log-level``).
 LOG_LEVELS = ("debug", "info", "error")
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _REGISTRY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._:-]*[A-Za-z0-9])?(/[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)*$")
@@ -67,7 +66,7 @@ class InstallOptions:
             raise ValueError(
                 f"unknown component(s) {', '.join(repr(c) for c in unknown)}; valid components are: {', '.join(valid)}"
             )
-        if not _DNS1123_LABEL.match(self.namespace) or len(self.namespace) > 63:
+        if not is_dns1123_label(self.namespace):
             raise ValueError(
                 f"invalid namespace {self.namespace!r}: must be a DNS-1123 label (at most 63 lowercase alphanumeric "
                 "characters or '-', starting and ending with an alphanumeric character)"
@@ -78,21 +77,17 @@ class InstallOptions:
             raise ValueError(f"invalid version {self.version!r}: must be usable as an image tag and label value")
         if not _REGISTRY.match(self.registry.rstrip("/")):
             raise ValueError(f"invalid registry {self.registry!r}: expected a host and path such as ghcr.io/fluxpy")
-        if self.image_pull_secret and not _is_subdomain(self.image_pull_secret):
+        if self.image_pull_secret and not is_dns1123_subdomain(self.image_pull_secret):
             raise ValueError(f"invalid image pull secret name {self.image_pull_secret!r}: must be a DNS-1123 subdomain")
-        if not _is_subdomain(self.cluster_domain):
+        if not is_dns1123_subdomain(self.cluster_domain):
             raise ValueError(f"invalid cluster domain {self.cluster_domain!r}: must be a DNS-1123 subdomain")
         for key in self.toleration_keys:
             if not _is_label_key(key):
                 raise ValueError(f"invalid toleration key {key!r}: must be a label key such as node.example.com/role")
 
 
-def _is_subdomain(value: str) -> bool:
-    return len(value) <= 253 and bool(_DNS1123_SUBDOMAIN.match(value))
-
-
 def _is_label_key(value: str) -> bool:
     prefix, _, name = value.rpartition("/")
-    if prefix and not _is_subdomain(prefix):
+    if prefix and not is_dns1123_subdomain(prefix):
         return False
     return len(name) <= 63 and bool(_LABEL_NAME.match(name))

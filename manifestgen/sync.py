@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from controllers.api.duration import format_duration
+from controllers.api.meta import is_dns1123_label, is_dns1123_subdomain
 from manifestgen.install import GEN_WARNING, dump_documents, environment
 
 __all__ = [
@@ -48,8 +49,6 @@ KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization
 #: the Kustomization's interval: fixed at 10 minutes, as Flux's bootstrap writes it.
 KUSTOMIZATION_INTERVAL = 600.0
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _URL = re.compile(r"^(https?|ssh)://[^/\s]+(/\S*)?$")
 
 
@@ -147,9 +146,9 @@ class SyncOptions:
         if not _URL.match(self.url or ""):
             raise ValueError(f"invalid repository URL {self.url!r}: expected ssh://, https:// or http:// with a host")
         for what, value in (("name", self.name), ("namespace", self.namespace)):
-            if not _DNS1123_LABEL.match(value) or len(value) > 63:
+            if not is_dns1123_label(value):
                 raise ValueError(f"invalid {what} {value!r}: must be a DNS-1123 label")
-        if self.secret and (len(self.secret) > 253 or not _DNS1123_SUBDOMAIN.match(self.secret)):
+        if self.secret and not is_dns1123_subdomain(self.secret):
             raise ValueError(f"invalid secret name {self.secret!r}: must be a DNS-1123 subdomain")
         if not (self.branch or self.tag or self.semver or self.commit):
             raise ValueError("a branch, tag, semver range or commit is required")

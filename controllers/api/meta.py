@@ -82,6 +82,21 @@ CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 DIGEST_PATTERN = r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"
 #: Kubernetes names.
 DNS1123_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS1123_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def is_dns1123_label(value: str) -> bool:
+    """A valid namespace / label-style name: at most 63 lowercase alphanumerics or '-'."""
+    import re
+
+    return len(value) <= 63 and re.match(DNS1123_LABEL_PATTERN, value) is not None
+
+
+def is_dns1123_subdomain(value: str) -> bool:
+    """A valid object name (Secret, ...): dot-separated DNS-1123 labels, at most 253 characters."""
+    import re
+
+    return len(value) <= 253 and re.match(DNS1123_SUBDOMAIN_PATTERN, value) is not None
 
 
 # --- shared schema shapes -----------------------------------------------------------------------------
