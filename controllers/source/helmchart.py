@@ -63,6 +63,9 @@ class HelmChartReconciler(common.SourceReconciler):
     """Reconciles HelmCharts (see the module docstring)."""
 
     kind = HELM_CHART
+    conditions = common.source_conditions(common.STORAGE_OPERATION_FAILED, common.FETCH_FAILED,
+                                          common.BUILD_FAILED, common.ARTIFACT_OUTDATED,
+                                          common.ARTIFACT_IN_STORAGE, common.SOURCE_VERIFIED)
 
     def __init__(self, storage, server=None):
         super().__init__(storage, server)
