@@ -63,9 +63,9 @@ from controllers.kustomize.inventory import (HandoverGrace, PruneError, PruneRes
                                              stale_objects)
 from controllers.kustomize.inventory import finalize as prune_on_delete
 from controllers.runtime import conditions as cond
-from controllers.runtime.conditions import Conditions
 from controllers.runtime.apply import (FIELD_MANAGER, SKIPPED, UNKNOWN, ApplyError, ChangeSet, ObjectRef,
                                        ResourceManager, kustomization_apply_options)
+from controllers.runtime.conditions import Conditions
 from controllers.runtime.controller import ReconcileContext, Reconciler, Watch
 from controllers.runtime.kube import KubeClient, KubeConfigError, KubeError, NotFound
 from controllers.runtime.outcomes import RetryableError, StalledError, Success, Waiting

@@ -1,6 +1,7 @@
 """What every source reconciler shares, as Flux's source-controller does it.
 
-- the condition vocabulary (types and reasons of ``source.toolkit.fluxcd.io/v1``);
+- the condition vocabulary (types and reasons of ``source.toolkit.fluxcd.io/v1``) and
+  :func:`source_conditions` (a kind's declared conditions, from which the runtime computes Ready);
 - :func:`fail` / :func:`wait_for`: record a failure on its condition (FetchFailed, StorageOperationFailed,
   IncludeUnavailable, BuildFailed are True while failing; SourceVerified is False) and return the error the
   runtime turns into Ready=False with the same reason and message;
@@ -64,6 +65,7 @@ def source_conditions(*types: str) -> Conditions:
     runtime = (cond.STALLED, cond.RECONCILING)
     return Conditions(owned=(*types, cond.READY, *runtime), summarize=(*types, *runtime),
                       negative_polarity=(*(t for t in types if t in NEGATIVE_CONDITIONS), *runtime))
+
 
 # --- reasons ----------------------------------------------------------------------------------------------
 SUCCEEDED = meta.SUCCEEDED_REASON
