@@ -65,9 +65,10 @@ from controllers.kustomize.inventory import finalize as prune_on_delete
 from controllers.runtime import conditions as cond
 from controllers.runtime.apply import (FIELD_MANAGER, SKIPPED, UNKNOWN, ApplyError, ChangeSet, ObjectRef,
                                        ResourceManager, kustomization_apply_options)
+from controllers.runtime.conditions import Conditions
 from controllers.runtime.controller import ReconcileContext, Reconciler, Watch
 from controllers.runtime.kube import KubeClient, KubeConfigError, KubeError, NotFound
-from controllers.runtime.outcomes import ReconcileError, RetryableError, StalledError, Success, Waiting
+from controllers.runtime.outcomes import RetryableError, StalledError, Success, Waiting
 from controllers.runtime.predicates import artifact_revision_changed
 
 #: The kinds a Kustomization takes its artifact from, by Kind.
@@ -236,6 +237,10 @@ class KustomizationReconciler(Reconciler):
     """Reconciles Kustomizations (see the module docstring)."""
 
     kind = KUSTOMIZATION
+    #: kustomize-controller's owned conditions; Ready is the outcome's (a failure outranks a stale Healthy).
+    conditions = Conditions(owned=(cond.READY, cond.RECONCILING, cond.STALLED, meta.HEALTHY),
+                            summarize=(cond.STALLED, cond.RECONCILING, meta.HEALTHY),
+                            negative_polarity=(cond.STALLED, cond.RECONCILING))
 
     def __init__(self, options: Options | None = None):
         self.options = options or Options()
@@ -317,7 +322,8 @@ class KustomizationReconciler(Reconciler):
         seconds = parse_duration(value) if value else _interval(obj) - 30.0
         return max(seconds, self.options.min_timeout)
 
-    def _retry_interval(self, obj: Mapping) -> float:
+    def retry_interval(self, obj: Mapping) -> float:
+        """Flux retries a failed Kustomization after ``spec.retryInterval``, else its interval."""
         value = dig(obj, "spec.retryInterval")
         return parse_duration(value) if value else _interval(obj)
 
@@ -325,17 +331,7 @@ class KustomizationReconciler(Reconciler):
 
     def reconcile(self, ctx: ReconcileContext, obj: dict) -> Success:
         self.index.update(ctx.key, references(obj))
-        try:
-            return self._reconcile(ctx, obj)
-        except Waiting:
-            raise
-        except DependencyCycle as exc:
-            exc.requeue_after = ctx.requeue_dependency  # re-check: the cycle may be broken elsewhere
-            raise
-        except ReconcileError as exc:
-            if isinstance(exc, RetryableError) and exc.requeue_after is None:
-                exc.requeue_after = self._retry_interval(obj)  # Flux retries failures at the retry interval
-            raise
+        return self._reconcile(ctx, obj)
 
     def _reconcile(self, ctx: ReconcileContext, obj: dict) -> Success:
         started = time.monotonic()
@@ -362,6 +358,8 @@ class KustomizationReconciler(Reconciler):
                 check_dependencies(ctx.kube, KUSTOMIZATION, obj, source_revision=revision,
                                    additive_cel=self.options.gate("AdditiveCELDependencyCheck"),
                                    resolver=CachingResolver(ctx.kube))
+            except DependencyCycle as exc:  # re-checked: the cycle may be broken elsewhere
+                raise StalledError(exc.message, reason=exc.reason, requeue_after=ctx.requeue_dependency) from None
             except Waiting:
                 with self._lock:
                     self._waiting.add(ctx.key)
@@ -389,7 +387,7 @@ class KustomizationReconciler(Reconciler):
         except NotFound as exc:
             ctx.log.info(f"Source '{kind}/{namespace}/{name}' not found")
             raise Waiting(exc.message, reason=meta.ARTIFACT_FAILED_REASON,
-                          requeue_after=self._retry_interval(obj)) from None
+                          requeue_after=self.retry_interval(obj)) from None
         except KubeError as exc:
             raise RetryableError(f"unable to get source '{namespace}/{name}': {exc.message}",
                                  reason=meta.ARTIFACT_FAILED_REASON) from None
@@ -488,7 +486,6 @@ class KustomizationReconciler(Reconciler):
             status["lastAppliedOriginRevision"] = origin
         else:
             status.pop("lastAppliedOriginRevision", None)
-        cond.mark_true(obj, cond.READY, meta.RECONCILIATION_SUCCEEDED_REASON, f"Applied revision: {revision}")
         elapsed = time.monotonic() - started
         upsert_history(status, result.digest, reason=meta.RECONCILIATION_SUCCEEDED_REASON, duration=elapsed,
                        metadata=history_meta)
@@ -511,9 +508,8 @@ class KustomizationReconciler(Reconciler):
             return
         was_healthy = cond.is_true(obj, meta.HEALTHY)
         message = f"Running health checks for revision {revision} with a timeout of {format_duration(timeout)}"
-        cond.mark_reconciling(obj, cond.PROGRESSING, message)
         cond.mark_unknown(obj, meta.HEALTHY, cond.PROGRESSING, message)
-        ctx.patch_status()
+        ctx.progress(message)
         running = None
         if self.options.gate("CancelHealthCheckOnNewRevision"):
             ref = dig(obj, "spec.sourceRef") or {}

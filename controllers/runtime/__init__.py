@@ -6,7 +6,8 @@ Layers, bottom up (each module imports only those below it):
   suspend: the client side the CLI uses), ``watch`` (list + watch informer), ``events`` (Kubernetes events),
   ``leader`` (Lease leader election), ``logs``, ``metrics``, ``endpoints`` (HTTP servers);
 - queueing: ``queue`` (per-object work queue, backoff, jitter);
-- processing: ``conditions``, ``outcomes`` (typed outcomes -> status + requeue), ``status`` (patch helper),
+- processing: ``conditions`` (helpers, and the :class:`Conditions` a reconciler declares), ``outcomes``
+  (typed outcomes -> Ready summary, status + requeue), ``status`` (patch helper),
   ``predicates``, ``controller`` (Reconciler + Controller), ``manager`` (a controller process),
   ``settings`` (dataclasses).
 

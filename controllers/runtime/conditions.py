@@ -3,10 +3,12 @@
 A condition is ``{type, status, observedGeneration, lastTransitionTime, reason, message}``. As in Flux's
 runtime, setting a condition always records the object's generation in ``observedGeneration``, and
 ``lastTransitionTime`` changes only when the condition's state (status, reason or message) changes.
-``Stalled`` and ``Reconciling`` are abnormal-true: present only while True.
+``Stalled`` and ``Reconciling`` are abnormal-true: present only while True. A reconciler declares the
+conditions it owns and how they summarise into Ready as a :class:`Conditions`.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from typing import Any
 
@@ -133,3 +135,36 @@ def mark_stalled(obj: dict, reason: str, message: str = "", **kw: Any) -> dict:
     """Stalled=True (and no Reconciling): the controller cannot progress until the spec changes."""
     delete(obj, RECONCILING)
     return mark_true(obj, STALLED, reason, message, **kw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditions:
+    """The conditions a reconciler declares (as fluxcd/pkg's ``Conditions{Owned, Summarize, NegativePolarity}``
+    for the target Ready). The runtime computes Ready from them (:func:`controllers.runtime.outcomes.apply_outcome`)
+    and patches only the owned ones (:class:`controllers.runtime.status.Patcher`)."""
+
+    owned: tuple[str, ...] = ()
+    """The condition types this reconciler writes, Ready, Reconciling and Stalled included; the status patch
+    takes these from the reconciler and every other type as the server has it (another manager's conditions
+    are kept). Empty: not declared, every condition is written as the reconciler left it."""
+    summarize: tuple[str, ...] = ()
+    """The conditions Ready summarises, highest priority first: the first "bad" one gives Ready=False its
+    reason and message. ``Stalled`` and ``Reconciling`` stand for the outcome of the reconciliation (a
+    failure's reason and message) at their place in the order; a failure is ranked last when neither is
+    listed."""
+    negative_polarity: tuple[str, ...] = ()
+    """The summarised conditions that are bad while True (FetchFailed, ArtifactOutdated, ...); every other
+    summarised condition is bad while False (ArtifactInStorage, SourceVerified, Healthy)."""
+
+    def __post_init__(self) -> None:
+        for field in ("summarize", "negative_polarity"):
+            stray = [t for t in getattr(self, field) if self.owned and t not in self.owned]
+            if stray:
+                raise ValueError(f"Conditions.{field}: {', '.join(stray)} not in owned")
+
+
+def is_bad(obj: dict, type_: str, conditions: Conditions) -> bool:
+    """Whether condition ``type_`` of ``obj`` counts against Ready: True with negative polarity, False
+    otherwise (an absent or Unknown condition never does)."""
+    status = status_of(obj, type_)
+    return status == (TRUE if type_ in conditions.negative_polarity else FALSE)

@@ -11,9 +11,11 @@ needs clean-up). The runtime does the rest, for every object of :attr:`Reconcile
    and the reconcile request still acknowledged;
 4. call ``reconcile(ctx, obj)``: the object is a dict the reconciler may change the ``status`` of;
 5. turn the outcome into conditions, observedGeneration and lastHandledReconcileAt
-   (:func:`controllers.runtime.outcomes.apply_outcome`), patch only the status that changed, record the
-   event, log, update metrics, and requeue: the interval (jittered) on success, backoff on failure, the
-   dependency interval when waiting, nothing when stalled.
+   (:func:`controllers.runtime.outcomes.apply_outcome`: Ready summarises the reconciler's declared
+   :attr:`Reconciler.conditions`), patch only the status that changed (of the conditions, only the owned
+   ones), record the event, log, update metrics, and requeue: the interval (jittered) on success, the
+   :meth:`Reconciler.retry_interval` or backoff on failure, the dependency interval when waiting, nothing
+   when stalled.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from controllers.api.duration import format_duration, parse_duration
 from controllers.api.meta import FINALIZER
 from controllers.api.types import ResourceType
 from controllers.runtime import predicates
+from controllers.runtime.conditions import Conditions
 from controllers.runtime.events import EventRecorder
 from controllers.runtime.kube import KubeClient, KubeError, NotFound
 from controllers.runtime.logs import Logger, get_logger
@@ -60,6 +63,9 @@ class Reconciler(abc.ABC):
     kind: ResourceType
     #: the finalizer added before the first reconciliation and removed after :meth:`finalize`; None for none.
     finalizer: str | None = FINALIZER
+    #: the conditions it owns, which summarise into Ready and their polarity (see :class:`Conditions`); the
+    #: runtime computes Ready/Reconciling/Stalled from them and patches only the owned ones.
+    conditions: Conditions = Conditions()
 
     @property
     def name(self) -> str:
@@ -102,6 +108,16 @@ class Reconciler(abc.ABC):
         """
         return predicates.default(old, new)
 
+    def retry_interval(self, obj: dict) -> float | None:
+        """Seconds until a failed reconciliation without its own ``requeue_after`` is retried; None (the
+        default): the per-object exponential backoff."""
+        return None
+
+    def leader_runnables(self) -> list:
+        """Objects with ``start()``/``stop()`` run only while this process leads (e.g. an artifact server);
+        the same object returned by several reconcilers runs once. Default: none."""
+        return []
+
     def interval(self, obj: dict) -> float | None:
         """Seconds between two successful reconciliations: ``spec.interval`` (None: no periodic run)."""
         value = (obj.get("spec") or {}).get("interval")
@@ -140,10 +156,13 @@ class ReconcileContext:
         """Write the status changes made so far (they are written at the end anyway)."""
         return self._patcher.patch_status(self.obj)
 
-    def progress(self, message: str) -> None:
-        """Report that work on new changes started: Reconciling=True (Progressing), Ready=Unknown; written now."""
-        mark_progressing(self.obj, message)
-        self.patch_status()
+    def progress(self, message: str, *, ready_message: str | None = None, reconciling: bool = True,
+                 write: bool = True) -> None:
+        """Report that work on new changes started (:func:`~controllers.runtime.outcomes.mark_progressing`:
+        Reconciling=True with ``message``, Ready=Unknown); written at once unless ``write`` is False."""
+        mark_progressing(self.obj, message, ready_message=ready_message, reconciling=reconciling)
+        if write:
+            self.patch_status()
 
     def enqueue(self, key: str, delay: float = 0.0) -> None:
         """Queue another object of this controller's kind."""
@@ -280,7 +299,8 @@ class Controller:
         obj.setdefault("apiVersion", self.rt.api_version)
         obj.setdefault("kind", self.rt.kind)
         obj.setdefault("status", {})
-        patcher = Patcher(self.kube, self.rt, obj, field_manager=self.settings.field_manager)
+        patcher = Patcher(self.kube, self.rt, obj, field_manager=self.settings.field_manager,
+                          owned=self.reconciler.conditions.owned)
         ctx = ReconcileContext(self, key, obj, patcher, log, reconcile_id)
         meta = obj["metadata"]
         finalizer = self.reconciler.finalizer
@@ -309,7 +329,8 @@ class Controller:
             outcome = exc
         cs = self.settings.controller
         decision = apply_outcome(
-            obj, outcome, interval=self.reconciler.interval(obj), requeue_dependency=cs.requeue_dependency,
+            obj, outcome, conditions=self.reconciler.conditions, interval=self.reconciler.interval(obj),
+            retry_interval=self.reconciler.retry_interval(obj), requeue_dependency=cs.requeue_dependency,
             jitter=lambda d: jitter(d, cs.interval_jitter_percentage, self._rng))
         try:
             patcher.patch_status(obj)

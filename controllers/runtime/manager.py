@@ -2,7 +2,7 @@
 
 Start order: ``/metrics`` and ``/healthz``/``/readyz`` servers, the event recorder, then — directly, or once
 this process leads the Lease — the leader runnables (objects with ``start()``/``stop()`` that reconcilers
-return from an optional ``leader_runnables()``, e.g. the source-controller's artifact server) and the
+return from ``Reconciler.leader_runnables()``, e.g. the source-controller's artifact server) and the
 controllers. Stop order: controllers (running reconciliations finish), leader runnables, then the Lease is
 released (so the successor starts only when we no longer reconcile), then events are
 flushed and the servers closed. Losing the lease stops the process with exit code 1, as controller-runtime.
@@ -35,7 +35,7 @@ class Manager:
                             for r in reconcilers]
         self.leader_runnables: list = []
         for r in reconcilers:
-            for runnable in getattr(r, "leader_runnables", lambda: [])():
+            for runnable in r.leader_runnables():
                 if all(runnable is not known for known in self.leader_runnables):
                     self.leader_runnables.append(runnable)
         self.stopped = threading.Event()

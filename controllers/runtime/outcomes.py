@@ -3,14 +3,17 @@
 A controller's ``reconcile`` either returns (``None`` or a :class:`Success`) or raises:
 
 - :class:`RetryableError` — transient failure: Ready=False, Reconciling=True (ProgressingWithRetry),
-  retried with per-object exponential backoff (or after ``requeue_after`` when given);
+  retried after ``requeue_after`` when given, else after the reconciler's ``retry_interval``, else with
+  per-object exponential backoff;
 - :class:`StalledError` — cannot progress until the spec changes: Stalled=True, Ready=False, no requeue;
 - :class:`Waiting` — something else must happen first (e.g. a dependency is not ready): Ready=False with
   reason DependencyNotReady, retried after ``--requeue-dependency``;
 - any other exception — like a RetryableError with reason ReconciliationFailed.
 
-:func:`apply_outcome` is the only place where these become conditions, ``status.observedGeneration``,
-``status.lastHandledReconcileAt``, the event to record and the requeue delay.
+:func:`apply_outcome` is the only place where these become Ready, Reconciling and Stalled (summarising the
+reconciler's declared :class:`~controllers.runtime.conditions.Conditions`), ``status.observedGeneration``,
+``status.lastHandledReconcileAt``, the event to record and the requeue delay; :func:`mark_progressing` the
+only way to say a reconciliation is under way.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import dataclasses
 from typing import Callable
 
 from controllers.runtime import conditions as cond
+from controllers.runtime.conditions import Conditions
 from controllers.runtime.kube import Conflict
 from controllers.api.meta import RECONCILE_REQUEST_ANNOTATION
 
@@ -101,13 +105,39 @@ def _ready_state(obj: dict) -> tuple:
     return c.get("status"), c.get("reason"), c.get("message")
 
 
-def apply_outcome(obj: dict, outcome: Success | BaseException | None, *, interval: float | None = None,
+#: The Ready message while a reconciliation is under way (unless the reconciler gives its own).
+IN_PROGRESS_MESSAGE = "Reconciliation in progress"
+#: The conditions Ready/Reconciling/Stalled the runtime writes from the outcome.
+RUNTIME_CONDITIONS = (cond.READY, cond.RECONCILING, cond.STALLED)
+
+
+def summary(obj: dict, conditions: Conditions, failure: tuple[str, str] | None = None) -> tuple[str, str] | None:
+    """The ``(reason, message)`` Ready=False takes, or None when nothing counts against Ready (Flux's
+    SetSummary): the first summarised condition in priority order that is bad
+    (:func:`~controllers.runtime.conditions.is_bad`), where Stalled and Reconciling stand for ``failure``
+    (the outcome's reason and message); ``failure`` when no condition is bad."""
+    for type_ in conditions.summarize:
+        if type_ in (cond.STALLED, cond.RECONCILING):
+            if failure:
+                return failure
+        elif type_ != cond.READY and cond.is_bad(obj, type_, conditions):
+            c = cond.get(obj, type_) or {}
+            return c.get("reason", ""), c.get("message", "")
+    return failure
+
+
+def apply_outcome(obj: dict, outcome: Success | BaseException | None, *, conditions: Conditions = Conditions(),
+                  interval: float | None = None, retry_interval: float | None = None,
                   requeue_dependency: float = 30.0,
                   jitter: Callable[[float], float] = lambda d: d) -> Decision:
     """Write the outcome of a reconciliation into ``obj['status']`` and decide what happens next.
 
+    Ready, Reconciling and Stalled are computed here, from the outcome and the reconciler's declared
+    ``conditions`` (:func:`summary`): a success leaves Ready=True with its reason and message unless a
+    summarised condition is bad — then it counts as a failure with that condition's reason and message.
     ``interval`` is the object's reconcile interval (seconds) used for a :class:`Success` without its own
-    ``requeue_after``; ``jitter`` spreads interval requeues.
+    ``requeue_after``; ``retry_interval`` (None: exponential backoff) the delay after a failure without one;
+    ``jitter`` spreads interval requeues.
     """
     if isinstance(outcome, Conflict):
         # The object changed under us: not a failure of the object, run again soon on its latest version.
@@ -120,42 +150,48 @@ def apply_outcome(obj: dict, outcome: Success | BaseException | None, *, interva
     handle_reconcile_request(obj)
 
     if isinstance(outcome, Success):
-        cond.mark_true(obj, cond.READY, outcome.reason, outcome.message)
-        cond.delete(obj, cond.RECONCILING)
-        cond.delete(obj, cond.STALLED)
-        status["observedGeneration"] = generation
-        delay = outcome.requeue_after if outcome.requeue_after is not None else interval
-        changed = _ready_state(obj) != ready_before
-        notify = changed if outcome.notify is None else outcome.notify
-        return Decision(
-            result="requeue_after" if delay else "success",
-            requeue_after=jitter(delay) if delay else None,
-            event=Event(NORMAL, outcome.reason, outcome.message) if notify else None,
-        )
+        bad = summary(obj, conditions)
+        if bad:
+            outcome = RetryableError(bad[1], reason=bad[0])
+        else:
+            cond.mark_true(obj, cond.READY, outcome.reason, outcome.message)
+            cond.delete(obj, cond.RECONCILING)
+            cond.delete(obj, cond.STALLED)
+            status["observedGeneration"] = generation
+            delay = outcome.requeue_after if outcome.requeue_after is not None else interval
+            changed = _ready_state(obj) != ready_before
+            notify = changed if outcome.notify is None else outcome.notify
+            return Decision(
+                result="requeue_after" if delay else "success",
+                requeue_after=jitter(delay) if delay else None,
+                event=Event(NORMAL, outcome.reason, outcome.message) if notify else None,
+            )
+
+    if isinstance(outcome, ReconcileError):
+        reason, message, delay = outcome.reason, outcome.message, outcome.requeue_after
+    else:  # any other exception
+        reason, message, delay = cond.RECONCILIATION_FAILED, str(outcome) or type(outcome).__name__, None
+    ready_reason, ready_message = summary(obj, conditions, (reason, message))
 
     if isinstance(outcome, Waiting):
-        cond.mark_false(obj, cond.READY, outcome.reason, outcome.message)
+        cond.mark_false(obj, cond.READY, ready_reason, ready_message)
         cond.delete(obj, cond.STALLED)
         reconciling = cond.get(obj, cond.RECONCILING)
         if reconciling:
             cond.mark_true(obj, cond.RECONCILING, cond.PROGRESSING_WITH_RETRY, reconciling.get("message", ""))
-        delay = outcome.requeue_after if outcome.requeue_after is not None else requeue_dependency
-        return Decision(result="requeue_after", requeue_after=delay,
-                        event=Event(NORMAL, outcome.reason, outcome.message))
+        delay = delay if delay is not None else requeue_dependency
+        return Decision(result="requeue_after", requeue_after=delay, event=Event(NORMAL, reason, message))
 
     if isinstance(outcome, StalledError):
-        cond.mark_false(obj, cond.READY, outcome.reason, outcome.message)
-        cond.mark_stalled(obj, outcome.reason, outcome.message)
+        cond.mark_false(obj, cond.READY, ready_reason, ready_message)
+        cond.mark_stalled(obj, reason, message)
         status["observedGeneration"] = generation
-        return Decision(result="error", error=outcome.message, requeue_after=outcome.requeue_after,
-                        event=Event(WARNING, outcome.reason, outcome.message))
+        return Decision(result="error", error=message, requeue_after=delay, event=Event(WARNING, reason, message))
 
     # RetryableError, or any other exception.
-    if isinstance(outcome, ReconcileError):
-        reason, message, delay = outcome.reason, outcome.message, outcome.requeue_after
-    else:
-        reason, message, delay = cond.RECONCILIATION_FAILED, str(outcome) or type(outcome).__name__, None
-    cond.mark_false(obj, cond.READY, reason, message)
+    if delay is None:
+        delay = retry_interval
+    cond.mark_false(obj, cond.READY, ready_reason, ready_message)
     cond.delete(obj, cond.STALLED)
     reconciling = cond.get(obj, cond.RECONCILING)
     cond.mark_true(obj, cond.RECONCILING, cond.PROGRESSING_WITH_RETRY,
@@ -164,7 +200,19 @@ def apply_outcome(obj: dict, outcome: Success | BaseException | None, *, interva
                     event=Event(WARNING, reason, message))
 
 
-def mark_progressing(obj: dict, message: str) -> None:
-    """Reconciling=True (Progressing) and Ready=Unknown: a reconciliation of new changes is under way."""
-    cond.mark_reconciling(obj, cond.PROGRESSING, message)
-    cond.mark_unknown(obj, cond.READY, cond.PROGRESSING, "Reconciliation in progress")
+def mark_progressing(obj: dict, message: str, *, ready_message: str | None = None, reconciling: bool = True) -> None:
+    """The one way to report that a reconciliation of new changes is under way: Reconciling=True
+    (Progressing) with ``message`` (unless ``reconciling`` is False) and Ready=Unknown (Progressing) with
+    ``ready_message`` (default "Reconciliation in progress") — kept as it is when Ready is Unknown already."""
+    if reconciling:
+        cond.mark_reconciling(obj, cond.PROGRESSING, message)
+    if cond.status_of(obj, cond.READY) != cond.UNKNOWN:
+        cond.mark_unknown(obj, cond.READY, cond.PROGRESSING, ready_message or IN_PROGRESS_MESSAGE)
+
+
+def ready_conditions(obj: dict, outcome: Success) -> list[dict]:
+    """The conditions of an object another reconciler produces already reconciled (an ExternalArtifact an
+    ArtifactGenerator stores): Ready=True with the outcome's reason and message, for ``obj``'s generation."""
+    holder = {"metadata": obj.get("metadata") or {}, "status": {}}
+    cond.mark_true(holder, cond.READY, outcome.reason, outcome.message)
+    return holder["status"]["conditions"]

@@ -4,7 +4,9 @@
 status fields that changed to the ``status`` subresource, :meth:`Patcher.patch_finalizers` the finalizer list to
 the object. Both carry ``metadata.resourceVersion`` (optimistic lock): on a conflict the latest object is
 read and our changes are re-applied onto it — for conditions only the types we changed are taken from ours,
-so conditions other writers own are kept — then the patch is sent again.
+so conditions other writers own are kept — then the patch is sent again. Given the condition types the
+reconciler owns (``owned``, as Flux's ``WithOwnedConditions``), only those are written: every other type is
+kept as the server has it, whatever the reconciler did to its copy.
 """
 from __future__ import annotations
 
@@ -73,11 +75,38 @@ def rebase_status(before: dict, after: dict, latest: dict) -> dict:
     return rebased
 
 
+def owned_view(ours: dict, theirs: dict, owned: tuple[str, ...] | frozenset) -> dict:
+    """The status ``ours`` with its conditions of types not in ``owned`` as in ``theirs`` (the server's
+    status): ours kept, changed or dropped only for owned types. ``ours`` itself when ``owned`` is empty."""
+    if not owned:
+        return ours
+    theirs_by_type = _conditions_by_type(theirs)
+    conds = [c if c.get("type") in owned else theirs_by_type[c.get("type")]
+             for c in ours.get("conditions") or [] if c.get("type") in owned or c.get("type") in theirs_by_type]
+    seen = {c.get("type") for c in conds}
+    conds += [c for t, c in theirs_by_type.items() if t not in owned and t not in seen]
+    view = dict(ours)
+    if conds or "conditions" in ours:
+        view["conditions"] = conds
+    return view
+
+
+def _replace(status: dict, new: dict) -> None:
+    """Make ``status`` equal to ``new`` in place (a reconciler may hold a reference to it)."""
+    if status is not new:
+        snapshot = dict(new)
+        status.clear()
+        status.update(snapshot)
+
+
 class Patcher:
     """Patches one object's status and finalizers with only what changed since it was read."""
 
-    def __init__(self, kube: KubeClient, rt: ResourceType, obj: dict, *, field_manager: str | None = None):
+    def __init__(self, kube: KubeClient, rt: ResourceType, obj: dict, *, field_manager: str | None = None,
+                 owned: tuple[str, ...] = ()):
         self.kube, self.rt, self.field_manager = kube, rt, field_manager
+        self.owned = frozenset(owned)
+        """The condition types written from our copy (empty: all of them)."""
         self._before = copy.deepcopy(obj)
         self.requests = 0
 
@@ -101,7 +130,11 @@ class Patcher:
 
         On success ``obj``'s resourceVersion is updated and ``obj`` becomes the new base.
         """
-        before, after = self._before.get("status") or {}, obj.get("status") or {}
+        before = self._before.get("status") or {}
+        after = owned_view(obj.get("status") or {}, before, self.owned)
+        if after is not obj.get("status") and "status" in obj:
+            _replace(obj["status"], after)  # the conditions we do not own are the server's
+            after = obj["status"]
         if before == after:
             return False
         base_status, rv = before, (self._before.get("metadata") or {}).get("resourceVersion")
@@ -127,11 +160,11 @@ class Patcher:
                     return False
                 base_status = latest.get("status") or {}
                 rv = latest["metadata"].get("resourceVersion")
-                target = rebase_status(before, after, base_status)
+                target = owned_view(rebase_status(before, after, base_status), base_status, self.owned)
                 continue
             obj.setdefault("metadata", {})["resourceVersion"] = result["metadata"].get("resourceVersion")
             if target is not after:
-                obj["status"] = target
+                _replace(obj["status"], target)
             self._before = copy.deepcopy(obj)
             self._before["metadata"] = copy.deepcopy(result.get("metadata") or obj["metadata"])
             return True

@@ -59,6 +59,8 @@ class BucketReconciler(common.SourceReconciler):
     """Reconciles Buckets (see the module docstring)."""
 
     kind = BUCKET
+    conditions = common.source_conditions(common.STORAGE_OPERATION_FAILED, common.FETCH_FAILED,
+                                          common.ARTIFACT_OUTDATED, common.ARTIFACT_IN_STORAGE)
 
     # ------------------------------------------------------------------ main flow
 

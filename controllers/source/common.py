@@ -1,6 +1,7 @@
 """What every source reconciler shares, as Flux's source-controller does it.
 
-- the condition vocabulary (types and reasons of ``source.toolkit.fluxcd.io/v1``);
+- the condition vocabulary (types and reasons of ``source.toolkit.fluxcd.io/v1``) and
+  :func:`source_conditions` (a kind's declared conditions, from which the runtime computes Ready);
 - :func:`fail` / :func:`wait_for`: record a failure on its condition (FetchFailed, StorageOperationFailed,
   IncludeUnavailable, BuildFailed are True while failing; SourceVerified is False) and return the error the
   runtime turns into Ready=False with the same reason and message;
@@ -34,6 +35,7 @@ from controllers.api.builtin import SECRET
 from controllers.api.duration import parse_duration
 from controllers.api.objects import dig
 from controllers.runtime import conditions as cond
+from controllers.runtime.conditions import Conditions
 from controllers.runtime.controller import Reconciler
 from controllers.runtime.kube import KubeClient, KubeError, SERVICE_ACCOUNT_DIR
 from controllers.runtime.outcomes import ReconcileError, RetryableError, StalledError, Success, Waiting
@@ -54,6 +56,16 @@ INCLUDE_UNAVAILABLE = meta.INCLUDE_UNAVAILABLE
 NEGATIVE_CONDITIONS = (STORAGE_OPERATION_FAILED, FETCH_FAILED, INCLUDE_UNAVAILABLE, BUILD_FAILED, ARTIFACT_OUTDATED)
 #: Conditions whose disappearance means a failure recovered (Flux's "fail conditions").
 FAIL_CONDITIONS = (FETCH_FAILED, INCLUDE_UNAVAILABLE, STORAGE_OPERATION_FAILED, BUILD_FAILED)
+
+
+def source_conditions(*types: str) -> Conditions:
+    """A source kind's declared conditions, as the source-controller lists them: its own ``types`` in
+    priority order, then Stalled and Reconciling, summarised into Ready; the failure and pending ones
+    (:data:`NEGATIVE_CONDITIONS`) with negative polarity."""
+    runtime = (cond.STALLED, cond.RECONCILING)
+    return Conditions(owned=(*types, cond.READY, *runtime), summarize=(*types, *runtime),
+                      negative_polarity=(*(t for t in types if t in NEGATIVE_CONDITIONS), *runtime))
+
 
 # --- reasons ----------------------------------------------------------------------------------------------
 SUCCEEDED = meta.SUCCEEDED_REASON
@@ -118,14 +130,9 @@ def artifact_of(obj: dict) -> dict | None:
 
 def progressive(ctx: "ReconcileContext", obj: dict, message: str, *, reconciling: bool = True,
                 write: bool = True) -> None:
-    """Flux's progressive status: Reconciling=True (Progressing) and Ready=Unknown with ``message``;
-    written at once unless ``write`` is False."""
-    if reconciling:
-        cond.mark_reconciling(obj, cond.PROGRESSING, message)
-    if cond.status_of(obj, cond.READY) != cond.UNKNOWN:
-        cond.mark_unknown(obj, cond.READY, cond.PROGRESSING, message)
-    if write:
-        ctx.patch_status()
+    """Flux's progressive status (through :meth:`ReconcileContext.progress`): Reconciling=True (Progressing)
+    and Ready=Unknown, both with ``message``; written at once unless ``write`` is False."""
+    ctx.progress(message, ready_message=message, reconciling=reconciling, write=write)
 
 
 def begin(ctx: "ReconcileContext", obj: dict) -> None:

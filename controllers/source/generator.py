@@ -46,9 +46,10 @@ from controllers.api.objects import dig, find_condition
 from controllers.api.source import (ARTIFACT_GENERATOR, EXTERNAL_ARTIFACT, GENERATOR_SOURCE_KINDS, SOURCE_KINDS,
                                     SOURCE_WATCHER)
 from controllers.runtime import conditions as cond
+from controllers.runtime.conditions import Conditions
 from controllers.runtime.controller import ReconcileContext, Watch
 from controllers.runtime.kube import KubeError, NotFound
-from controllers.runtime.outcomes import RetryableError, StalledError, Success
+from controllers.runtime.outcomes import RetryableError, StalledError, Success, ready_conditions
 from controllers.runtime.predicates import artifact_revision_changed
 from controllers.source import common
 from controllers.source.ignore import archive_filter, glob_regex
@@ -514,6 +515,10 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
 
     kind = ARTIFACT_GENERATOR
     finalizer = meta.ARTIFACT_GENERATOR_FINALIZER
+    #: source-watcher writes only the runtime's conditions on an ArtifactGenerator.
+    conditions = Conditions(owned=(cond.READY, cond.RECONCILING, cond.STALLED),
+                            summarize=(cond.STALLED, cond.RECONCILING),
+                            negative_polarity=(cond.STALLED, cond.RECONCILING))
     #: ``--no-cross-namespace-refs``: sources must be in the generator's namespace.
     no_cross_namespace_refs = False
     #: ``--http-retry``: retries of an artifact download.
@@ -698,10 +703,9 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
               "spec": {"sourceRef": {"apiVersion": ARTIFACT_GENERATOR.api_version, "kind": ARTIFACT_GENERATOR.kind,
                                      "name": obj["metadata"]["name"], "namespace": ns}}}
         applied = ctx.kube.apply(ea, field_manager=self.field_manager, force=True)
-        ready = {"type": cond.READY, "status": cond.TRUE, "reason": cond.SUCCEEDED, "message": "Artifact is ready",
-                 "observedGeneration": applied["metadata"].get("generation", 0), "lastTransitionTime": cond.now()}
         status = {"apiVersion": ea["apiVersion"], "kind": ea["kind"], "metadata": {"name": name, "namespace": ns},
-                  "status": {"artifact": artifact, "conditions": [ready]}}
+                  "status": {"artifact": artifact,
+                             "conditions": ready_conditions(applied, Success("Artifact is ready"))}}
         ctx.kube.apply(status, field_manager=self.field_manager, force=True, subresource="status")
 
     @staticmethod

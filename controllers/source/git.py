@@ -168,6 +168,8 @@ class GitRepositoryReconciler(SourceReconciler):
     """Reconciles ``source.toolkit.fluxcd.io/v1`` GitRepositories (see the module docstring)."""
 
     kind = GIT_REPOSITORY
+    conditions = common.source_conditions(STORAGE_OPERATION_FAILED, FETCH_FAILED, INCLUDE_UNAVAILABLE,
+                                          common.ARTIFACT_OUTDATED, ARTIFACT_IN_STORAGE, SOURCE_VERIFIED)
 
     def reconcile(self, ctx, obj: dict) -> Success:
         old = copy.deepcopy(obj)

@@ -34,7 +34,7 @@ from controllers.api.source import BUCKET, GIT_REPOSITORY, HELM_CHART, HELM_REPO
 from controllers.runtime import conditions as cond
 from controllers.runtime.controller import ReconcileContext, Watch
 from controllers.runtime.kube import KubeError
-from controllers.runtime.outcomes import ReconcileError, StalledError, Success
+from controllers.runtime.outcomes import ReconcileError, Success
 from controllers.runtime.predicates import artifact_revision_changed
 from controllers.source import common, helm_build, helm_client, helm_index
 from controllers.source.helm_build import Build, BuildError, BuildOptions
@@ -63,6 +63,9 @@ class HelmChartReconciler(common.SourceReconciler):
     """Reconciles HelmCharts (see the module docstring)."""
 
     kind = HELM_CHART
+    conditions = common.source_conditions(common.STORAGE_OPERATION_FAILED, common.FETCH_FAILED,
+                                          common.BUILD_FAILED, common.ARTIFACT_OUTDATED,
+                                          common.ARTIFACT_IN_STORAGE, common.SOURCE_VERIFIED)
 
     def __init__(self, storage, server=None):
         super().__init__(storage, server)
@@ -126,8 +129,7 @@ class HelmChartReconciler(common.SourceReconciler):
         if kind is None:
             message = (f"failed to get source: unsupported source kind '{ref.get('kind')}', must be one of: "
                        f"[{' '.join(SOURCE_KINDS)}]")
-            cond.mark_true(obj, common.FETCH_FAILED, SOURCE_UNAVAILABLE, message)
-            raise StalledError(message, reason="UnsupportedSourceKind")
+            raise common.fail(obj, common.FETCH_FAILED, "UnsupportedSourceKind", message, stalled=True)
         try:
             source = ctx.kube.get(kind, ref.get("name", ""), namespace)
         except KubeError as exc:

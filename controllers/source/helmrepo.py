@@ -22,7 +22,7 @@ from controllers.api.meta import FAILED_REASON as FAILED
 from controllers.api.source import HELM_REPOSITORY
 from controllers.runtime import conditions as cond
 from controllers.runtime.controller import ReconcileContext
-from controllers.runtime.outcomes import Success
+from controllers.runtime.outcomes import RUNTIME_CONDITIONS, Success
 from controllers.source import common, helm_client, helm_index
 
 INDEXATION_FAILED = "IndexationFailed"
@@ -73,6 +73,8 @@ class HelmRepositoryReconciler(common.SourceReconciler):
     """Reconciles HelmRepositories (see the module docstring)."""
 
     kind = HELM_REPOSITORY
+    conditions = common.source_conditions(common.STORAGE_OPERATION_FAILED, common.FETCH_FAILED,
+                                          common.ARTIFACT_OUTDATED, common.ARTIFACT_IN_STORAGE)
 
     def manages(self, obj: dict) -> bool:
         """Whether the object gets a finalizer and a status: not for ``type: oci`` (static in Flux)."""
@@ -136,7 +138,9 @@ class HelmRepositoryReconciler(common.SourceReconciler):
         status = obj.setdefault("status", {})
         for key in ("artifact", "url"):
             status.pop(key, None)
-        status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") == cond.READY]
+        for type_ in self.conditions.owned:
+            if type_ not in RUNTIME_CONDITIONS:
+                cond.delete(obj, type_)
         return Success(OCI_READY_MESSAGE, requeue_after=0)
 
     def release(self, ctx: ReconcileContext, obj: dict) -> None:

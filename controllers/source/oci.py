@@ -97,6 +97,9 @@ class OCIRepositoryReconciler(common.SourceReconciler):
     """Reconciles OCIRepositories (see the module docstring)."""
 
     kind = OCI_REPOSITORY
+    conditions = common.source_conditions(common.STORAGE_OPERATION_FAILED, common.FETCH_FAILED,
+                                          common.ARTIFACT_OUTDATED, common.ARTIFACT_IN_STORAGE,
+                                          common.SOURCE_VERIFIED)
 
     def reconcile(self, ctx: ReconcileContext, obj: dict) -> Success:
         old = copy.deepcopy(obj)

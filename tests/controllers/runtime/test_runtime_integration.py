@@ -21,6 +21,7 @@ import pytest
 from controllers.api.builtin import CONFIGMAP, CRD, EVENT, LEASE
 from controllers.api.types import ResourceType
 from controllers.runtime import conditions as cond
+from controllers.runtime.conditions import Conditions
 from controllers.runtime.controller import Controller, Reconciler, Watch
 from controllers.runtime.events import EventRecorder
 from controllers.runtime.kube import Gone, NotFound
@@ -554,3 +555,67 @@ def test_events_are_also_posted_to_the_events_webhook(kube, namespace, widget_cr
     finally:
         recorder.stop()
         server.shutdown()
+
+
+FOREIGN = {"type": "PolicyCompliant", "status": "True", "reason": "Checked", "message": "written by another manager",
+           "lastTransitionTime": "2024-01-01T00:00:00Z"}
+
+
+class OwningReconciler(WidgetReconciler):
+    """Declares its conditions; its reconcile rebuilds the condition list from scratch (as a careless
+    reconciler might), dropping the other manager's condition from its copy."""
+
+    conditions = Conditions(owned=("Ready", "Reconciling", "Stalled", "Built"), summarize=("Built", "Stalled",
+                                                                                          "Reconciling"))
+
+    def reconcile(self, ctx, obj):
+        obj["status"]["conditions"] = [c for c in cond.conditions_of(obj) if c["type"] in self.conditions.owned]
+        cond.mark_true(obj, "Built", "Succeeded", f"built {obj['spec'].get('value')}")
+        if obj["spec"].get("break"):
+            cond.mark_false(obj, "Built", "BuildFailed", "cannot build")  # positive polarity: Ready=False
+        return Success("all built")
+
+
+def test_conditions_of_another_manager_survive_a_reconcile(kube, namespace, widget_crd):
+    rec = OwningReconciler()
+    ctl = Controller(rec, kube, settings_for(namespace)).start()
+    try:
+        assert ctl.wait_synced(TIMEOUT)
+        kube.create(WIDGET, widget("own1", namespace, value=1), namespace)
+        wait_for(lambda: cond.is_ready(kube.get(WIDGET, "own1", namespace)), what="Ready")
+        # another client writes a condition of its own type onto the status
+        obj = kube.get(WIDGET, "own1", namespace)
+        kube.patch(WIDGET, "own1", {"status": {"conditions": [*obj["status"]["conditions"], FOREIGN]}}, namespace,
+                   subresource="status", field_manager="policy-checker")
+        kube.patch(WIDGET, "own1", {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "t1"}},
+                                    "spec": {"value": 2, "break": True}}, namespace)
+
+        def reconciled():
+            got = kube.get(WIDGET, "own1", namespace)
+            return got if got["status"].get("lastHandledReconcileAt") == "t1" and cond.is_false(got, "Ready") else None
+        got = wait_for(reconciled, what="the request handled")
+        assert cond.get(got, "Built")["reason"] == "BuildFailed"
+        ready = cond.get(got, "Ready")
+        assert (ready["reason"], ready["message"]) == ("BuildFailed", "cannot build")  # summarised from Built
+        foreign = cond.get(got, "PolicyCompliant")
+        assert foreign and {k: foreign[k] for k in FOREIGN} == FOREIGN
+    finally:
+        ctl.stop(5)
+
+
+def test_patcher_takes_owned_conditions_from_ours_and_the_rest_from_the_server(kube, namespace, widget_crd):
+    kube.create(WIDGET, widget("own2", namespace), namespace)
+    ours = kube.get(WIDGET, "own2", namespace)
+    patcher = Patcher(kube, WIDGET, ours, field_manager="gotk-test", owned=("Ready", "Built"))
+    # after our read, the other manager writes its condition and one of a type we own (a conflict)
+    kube.patch(WIDGET, "own2", {"status": {"conditions": [
+        FOREIGN, {**FOREIGN, "type": "Built", "reason": "NotOurs"}]}}, namespace, subresource="status")
+    ours.setdefault("status", {})
+    cond.mark_true(ours, "Ready", "Succeeded", "ok")
+    cond.mark_true(ours, "Built", "Succeeded", "built")
+    cond.mark_false(ours, "PolicyCompliant", "Overwritten", "ours must not win")  # not owned: ignored
+    assert patcher.patch_status(ours)
+    got = kube.get(WIDGET, "own2", namespace)
+    assert cond.get(got, "PolicyCompliant")["reason"] == "Checked"
+    assert cond.get(got, "Built")["reason"] == "Succeeded" and cond.is_ready(got)
+    assert cond.get(ours, "PolicyCompliant")["reason"] == "Checked"  # our copy shows the server's
