@@ -9,8 +9,9 @@ requests are the watches.
 
 What counts as drift (:func:`is_foreign_change`): the object is deleted, or its content (anything but
 ``status``, ``resourceVersion``, ``managedFields`` and ``generation``) changed and a managed-fields entry of
-another field manager appeared or was touched (its time moved). The controller's own applies (its field
-manager), status updates by other controllers and objects created by the controller are not drift.
+another field manager appeared or was touched (its time moved) — through the main resource or any
+subresource but ``status`` (``kubectl scale`` writes through ``scale``). The controller's own applies (its
+field manager), status updates by other controllers and objects created by the controller are not drift.
 
 The watches' caches also serve the apply engine as the live objects (``live=watcher.live``): an unchanged
 object then costs one dry run instead of a dry run and an apply.
@@ -47,7 +48,7 @@ def is_foreign_change(old: Mapping, new: Mapping, own_managers: Iterable[str] = 
     own = set(own_managers)
     before = _manager_times(old)
     for (manager, operation, subresource), time in _manager_times(new).items():
-        if manager in own or subresource:
+        if manager in own or subresource == "status":
             continue
         if before.get((manager, operation, subresource)) != time:
             return True

@@ -266,6 +266,13 @@ def test_drift_is_corrected_within_seconds_by_the_watch(kube, namespace, ks_cont
     wait(kube, DEPLOYMENT, namespace, "web", lambda d: d["spec"]["replicas"] == 0, "replicas reverted", 10)
     timings["scaled deployment"] = time.monotonic() - started
 
+    # kubectl scale: a change through the scale subresource is corrected as fast as a direct edit
+    started = time.monotonic()
+    # (the request `kubectl scale deployment web --replicas=3` makes)
+    kube.patch(DEPLOYMENT, "web", {"spec": {"replicas": 3}}, namespace, subresource="scale", field_manager="kubectl")
+    wait(kube, DEPLOYMENT, namespace, "web", lambda d: d["spec"]["replicas"] == 0, "scale reverted", 10)
+    timings["kubectl scale"] = time.monotonic() - started
+
     started = time.monotonic()
     kube.patch(CONFIGMAP, "settings", {"data": {"color": "green"}}, namespace)
     wait(kube, CONFIGMAP, namespace, "settings", lambda c: c["data"] == {"color": "blue"}, "data reverted", 10)
@@ -458,6 +465,9 @@ def test_foreign_changes_are_told_from_the_controllers_own():
                                                                  "2025-01-01T00:03:00Z", "status")], rv="4",
                                              status={"ready": True}))
     assert not is_foreign_change(before, obj({"a": "1"}, [ours], rv="5"))
+    # a change through another subresource (kubectl scale writes through /scale) is drift
+    assert is_foreign_change(before, obj({"a": "3"}, [ours, ("kubectl", "Update", "2025-01-01T00:04:00Z", "scale")],
+                                         rv="6"))
 
 
 def test_feature_gates_and_flags():
