@@ -5,9 +5,12 @@ costs a few milliseconds and is enough for a dynamic, dict-based API (objects ar
 :class:`~controllers.api.types.ResourceType`). It is thread-safe: each thread keeps its own keep-alive
 connection, and each watch opens a dedicated one.
 
-Kubeconfig support: clusters with CA file/data, ``insecure-skip-tls-verify`` and ``tls-server-name``; users
-with client certificate/key (file or data), ``token``/``tokenFile``, basic auth, ``exec`` credential plugins
-and impersonation (``as``, ``as-groups``). In a Pod, the service-account token (re-read as it rotates) and CA.
+Kubeconfig support: clusters with CA file/data, ``insecure-skip-tls-verify``, ``tls-server-name`` and an
+http(s) ``proxy-url`` (CONNECT tunnel); users with client certificate/key (file or data), ``token``/``tokenFile``,
+basic auth, ``exec`` credential plugins (tokens or client certificates, re-run when they expire), the legacy
+``auth-provider`` (oidc, gcp, azure: through the official ``kubernetes`` package's loader, imported only for
+such a user) and impersonation (``as``, ``as-groups``). Any other field fails with one line naming it
+(:func:`check_fields`). In a Pod, the service-account token (re-read as it rotates) and CA.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from controllers.api.types import ResourceType
 
@@ -93,20 +96,32 @@ def error_from_status(status: int, body: dict | None, fallback: str = "") -> Kub
 
 
 class _Credentials:
-    """How requests authenticate: static headers, or an exec plugin / token file refreshed when stale."""
+    """How requests authenticate: static headers, or an exec plugin / token file / auth-provider refreshed when
+    stale. An exec plugin may return a client certificate instead of a token: then :meth:`ssl_context` gives
+    the context to connect with (``ssl_factory(cert, key)``) and :attr:`generation` changes on every refresh,
+    so connections made with an expired certificate are not reused."""
 
     def __init__(self, token: str | None = None, token_file: str | None = None, basic: tuple[str, str] | None = None,
-                 exec_config: dict | None = None):
+                 exec_config: dict | None = None, *, cluster_info: dict | None = None,
+                 ssl_factory: "Callable[[bytes | None, bytes | None], ssl.SSLContext] | None" = None,
+                 auth_provider: "Callable[[], str] | None" = None):
         self._token = token
         self._token_file = token_file
         self._basic = basic
         self._exec = exec_config
+        self._cluster_info = cluster_info
+        self._ssl_factory = ssl_factory
+        self._auth_provider = auth_provider
+        self._ssl: ssl.SSLContext | None = None
         self._expiry = 0.0
+        self.generation = 0
         self._lock = threading.Lock()
 
     def headers(self) -> dict[str, str]:
         if self._exec:
             self._refresh_exec()
+        if self._auth_provider:
+            self._refresh_auth_provider()
         if self._token_file:
             try:
                 token = Path(self._token_file).read_text().strip()
@@ -120,29 +135,121 @@ class _Credentials:
             return {"Authorization": f"Basic {raw}"}
         return {}
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context carrying an exec plugin's client certificate (None: the client's own context)."""
+        if self._exec:
+            self._refresh_exec()
+        return self._ssl
+
+    def _fresh(self) -> bool:
+        return (self._token is not None or self._ssl is not None) and time.time() < self._expiry
+
+    def _refresh_auth_provider(self) -> None:
+        with self._lock:
+            if not self._fresh():
+                self._token = self._auth_provider()
+                self._expiry = time.time() + 60  # the loader itself refreshes an expired id-token
+
     def _refresh_exec(self) -> None:
         with self._lock:
-            if self._token and time.time() < self._expiry:
+            if self._fresh():
                 return
             cfg = self._exec
+            command = cfg.get("command") or ""
             env = dict(os.environ)
             for item in cfg.get("env") or []:
                 env[item["name"]] = item["value"]
+            spec: dict[str, Any] = {"interactive": False}
+            if cfg.get("provideClusterInfo") and self._cluster_info:
+                spec["cluster"] = self._cluster_info
             env["KUBERNETES_EXEC_INFO"] = json.dumps(
                 {"apiVersion": cfg.get("apiVersion", "client.authentication.k8s.io/v1"),
-                 "kind": "ExecCredential", "spec": {"interactive": False}})
-            cmd = [cfg["command"], *(cfg.get("args") or [])]
+                 "kind": "ExecCredential", "spec": spec})
             try:
-                out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True).stdout
-                status = json.loads(out).get("status", {})
-            except (OSError, subprocess.SubprocessError, ValueError) as exc:
-                raise KubeConfigError(f"credential plugin {cfg['command']!r} failed: {exc}") from None
-            self._token = status.get("token")
+                out = subprocess.run([command, *(cfg.get("args") or [])], env=env, capture_output=True, text=True,
+                                     timeout=60, check=True).stdout
+                status = json.loads(out).get("status") or {}
+            except FileNotFoundError:
+                hint = f": {cfg['installHint'].strip()}" if cfg.get("installHint") else ""
+                raise KubeConfigError(f"credential plugin {command!r} not found{hint}") from None
+            except subprocess.CalledProcessError as exc:
+                detail = (exc.stderr or "").strip().splitlines()[-1:] or [f"exit status {exc.returncode}"]
+                raise KubeConfigError(f"credential plugin {command!r} failed: {detail[0]}") from None
+            except (OSError, subprocess.SubprocessError, ValueError, AttributeError) as exc:
+                raise KubeConfigError(f"credential plugin {command!r} failed: {exc}") from None
             expiry = status.get("expirationTimestamp")
             self._expiry = _parse_time(expiry) - 30 if expiry else float("inf")
-            if not self._token:
-                raise KubeConfigError(f"credential plugin {cfg['command']!r} returned no token "
-                                      "(client-certificate credentials from plugins are not supported)")
+            self._token = status.get("token")
+            cert, key = status.get("clientCertificateData"), status.get("clientKeyData")
+            if cert and key and self._ssl_factory:
+                self._ssl = self._ssl_factory(cert.encode(), key.encode())
+            elif not self._token:
+                raise KubeConfigError(f"credential plugin {command!r} returned neither a token nor a client "
+                                      "certificate and key")
+            self.generation += 1
+
+
+#: The kubeconfig fields fluxpy understands (``extensions`` are ignored, as kubectl ignores unknown ones).
+USER_FIELDS = frozenset({"client-certificate", "client-certificate-data", "client-key", "client-key-data", "token",
+                         "tokenFile", "username", "password", "exec", "auth-provider", "as", "as-groups",
+                         "extensions"})
+CLUSTER_FIELDS = frozenset({"server", "certificate-authority", "certificate-authority-data",
+                            "insecure-skip-tls-verify", "tls-server-name", "proxy-url", "disable-compression",
+                            "extensions"})
+
+
+def check_fields(section: dict, known: frozenset, what: str, name: str) -> None:
+    """Fail with one line naming the first field of a kubeconfig ``user``/``cluster`` fluxpy does not support."""
+    for field in section:
+        if field not in known:
+            raise KubeConfigError(f"kubeconfig {what} {name!r}: field {field!r} is not supported by fluxpy")
+
+
+def _proxy_of(url: str | None, cluster: str) -> tuple[str, int] | None:
+    """``(host, port)`` of an http(s) ``proxy-url`` (requests are tunnelled through it with CONNECT)."""
+    if not url:
+        return None
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise KubeConfigError(f"kubeconfig cluster {cluster!r}: proxy-url {url!r} is not supported by fluxpy "
+                              "(only http:// proxies, tunnelled with CONNECT)")
+    return parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def _auth_provider_token(cluster_entry: dict, user_entry: dict, context: str) -> "Callable[[], str]":
+    """A function returning the bearer token of a legacy ``auth-provider`` user (oidc, gcp, azure).
+
+    The official ``kubernetes`` client knows these providers (oidc id-token expiry and refresh with the
+    issuer, gcp/azure token refresh); it costs ~0.45 s to import, so it is imported only here, for a
+    kubeconfig that needs it.
+    """
+    def clean(entry: dict) -> dict:
+        return {k: v for k, v in entry.items() if k != "_base"}
+
+    config = {"current-context": context, "contexts": [{"name": context, "context": {
+        "cluster": cluster_entry.get("name"), "user": user_entry.get("name")}}],
+        "clusters": [clean(cluster_entry)], "users": [clean(user_entry)]}
+    base = str(user_entry.get("_base", Path(".")))
+    name = (user_entry.get("user") or {}).get("auth-provider", {}).get("name", "")
+
+    def token() -> str:
+        try:
+            from kubernetes.client import Configuration
+            from kubernetes.config.kube_config import KubeConfigLoader
+        except ImportError:
+            raise KubeConfigError(f"user {user_entry.get('name')!r} uses the auth-provider {name!r}, which needs "
+                                  "the 'kubernetes' package: pip install kubernetes") from None
+        configuration = Configuration()
+        try:
+            KubeConfigLoader(config_dict=config, active_context=context, config_base_path=base).load_and_set(
+                configuration)
+        except Exception as exc:  # noqa: BLE001 - the loader raises many types; one line for all
+            raise KubeConfigError(f"auth-provider {name!r} of user {user_entry.get('name')!r}: {exc}") from None
+        value = (configuration.api_key or {}).get("BearerToken") or ""  # "Bearer <token>"
+        if not value.startswith("Bearer "):
+            raise KubeConfigError(f"auth-provider {name!r} of user {user_entry.get('name')!r} gave no token")
+        return value[len("Bearer "):]
+    return token
 
 
 def _parse_time(value: str) -> float:
@@ -215,7 +322,8 @@ class KubeClient:
 
     def __init__(self, server: str, *, ssl_context: ssl.SSLContext | None = None, credentials: _Credentials | None = None,
                  namespace: str = "default", tls_server_name: str | None = None,
-                 impersonate: tuple[str, tuple[str, ...]] | None = None, context_name: str = ""):
+                 impersonate: tuple[str, tuple[str, ...]] | None = None, context_name: str = "",
+                 proxy: tuple[str, int] | None = None):
         parsed = urllib.parse.urlsplit(server)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise KubeConfigError(f"invalid server URL {server!r}: expected https://host[:port]")
@@ -230,6 +338,7 @@ class KubeClient:
         self._tls_server_name = tls_server_name
         self._credentials = credentials or _Credentials()
         self._impersonate = impersonate
+        self._proxy = proxy
         self._local = threading.local()
         self._discovery: dict[str, dict[str, ResourceType]] = {}
         self._discovery_lock = threading.Lock()
@@ -266,28 +375,32 @@ class KubeClient:
         server = cluster.get("server")
         if not server:
             raise KubeConfigError(f"cluster {ctx.get('cluster')!r} in kubeconfig {shown} has no server")
-        if user.get("auth-provider"):
-            raise KubeConfigError(
-                f"user {ctx.get('user')!r} uses the legacy auth-provider {user['auth-provider'].get('name')!r}, "
-                "which fluxpy does not support: use an exec credential plugin")
+        check_fields(cluster, CLUSTER_FIELDS, "cluster", ctx.get("cluster", ""))
+        check_fields(user, USER_FIELDS, "user", ctx.get("user", ""))
+        ca = _file_or_data(cluster, "certificate-authority", cbase)
+        insecure = bool(cluster.get("insecure-skip-tls-verify"))
+
+        def tls(cert: bytes | None, key: bytes | None) -> ssl.SSLContext:
+            return _ssl_context(ca=ca, insecure=insecure, cert=cert, key=key)
+
         sslctx = None
         if server.startswith("https"):
-            sslctx = _ssl_context(
-                ca=_file_or_data(cluster, "certificate-authority", cbase),
-                insecure=bool(cluster.get("insecure-skip-tls-verify")),
-                cert=_file_or_data(user, "client-certificate", ubase),
-                key=_file_or_data(user, "client-key", ubase),
-            )
+            sslctx = tls(_file_or_data(user, "client-certificate", ubase), _file_or_data(user, "client-key", ubase))
         token_file = user.get("tokenFile")
         creds = _Credentials(
             token=user.get("token"),
             token_file=str(ubase / token_file) if token_file else None,
             basic=(user["username"], user.get("password", "")) if user.get("username") else None,
             exec_config=user.get("exec"),
+            cluster_info={k: v for k, v in cluster.items() if k != "extensions"},
+            ssl_factory=tls if server.startswith("https") else None,
+            auth_provider=_auth_provider_token(cluster_entry, user_entry, ctx_name) if user.get("auth-provider")
+            else None,
         )
         imp = (user["as"], tuple(user.get("as-groups") or ())) if user.get("as") else None
         return cls(server, ssl_context=sslctx, credentials=creds, namespace=ctx.get("namespace") or "default",
-                   tls_server_name=cluster.get("tls-server-name"), impersonate=imp, context_name=ctx_name)
+                   tls_server_name=cluster.get("tls-server-name"), impersonate=imp, context_name=ctx_name,
+                   proxy=_proxy_of(cluster.get("proxy-url"), ctx.get("cluster", "")))
 
     @classmethod
     def in_cluster(cls) -> "KubeClient":
@@ -317,20 +430,27 @@ class KubeClient:
         """A new client that acts as ``user`` (``Impersonate-User``/``Impersonate-Group`` headers)."""
         clone = KubeClient(self.server, ssl_context=self._ssl, credentials=self._credentials, namespace=self.namespace,
                            tls_server_name=self._tls_server_name, impersonate=(user, tuple(groups)),
-                           context_name=self.context_name)
+                           context_name=self.context_name, proxy=self._proxy)
         clone._discovery = self._discovery
         return clone
 
     # ---------------------------------------------------------------- transport
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        """A new connection to the server (through the ``proxy-url`` tunnel when there is one)."""
+        host, port = self._proxy or (self._host, self._port)
         if self._scheme == "https":
-            ctx = self._ssl or ssl.create_default_context()
+            ctx = self._credentials.ssl_context() or self._ssl or ssl.create_default_context()
             if self._tls_server_name:
-                return _SNIConnection(self._host, self._port, context=ctx, timeout=timeout,
-                                      server_hostname=self._tls_server_name)
-            return http.client.HTTPSConnection(self._host, self._port, context=ctx, timeout=timeout)
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+                conn: http.client.HTTPConnection = _SNIConnection(host, port, context=ctx, timeout=timeout,
+                                                                  server_hostname=self._tls_server_name)
+            else:
+                conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=timeout)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        if self._proxy:
+            conn.set_tunnel(self._host, self._port)
+        return conn
 
     def _headers(self, content_type: str | None, accept: str = "application/json") -> dict[str, str]:
         headers = {"Accept": accept, "User-Agent": "fluxpy"}
@@ -380,9 +500,13 @@ class KubeClient:
         timeout = timeout or DEFAULT_TIMEOUT
         for attempt in (0, 1):
             conn = getattr(self._local, "conn", None)
+            if conn is not None and getattr(self._local, "generation", None) != self._credentials.generation:
+                conn.close()  # made with credentials that have been refreshed since (an expired certificate)
+                conn = None
             reused = conn is not None
             if conn is None:
                 conn = self._local.conn = self._connect(timeout)
+                self._local.generation = self._credentials.generation
             try:
                 conn.timeout = timeout
                 if conn.sock is not None:

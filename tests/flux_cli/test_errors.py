@@ -41,6 +41,22 @@ def test_unreachable_cluster(fluxpy, tmp_path):
     one_line_failure(fluxpy("get", "ks", "--kubeconfig", str(config)), "cannot reach the Kubernetes API", str(port))
 
 
+def test_exec_plugin_kubeconfig_works_and_unsupported_fields_fail_in_one_line(fluxpy, kubeconfig, flux_crds,
+                                                                             tmp_path):
+    from servers.kubeconfigs import exec_kubeconfig
+
+    path, runs = exec_kubeconfig(kubeconfig, tmp_path)
+    res = fluxpy("get", "sources", "git", "-A", "--kubeconfig", str(path))
+    assert res.exit_code == 0, res.stderr
+    assert runs.read_text() == "1"
+
+    config = yaml.safe_load(path.read_text())
+    config["users"][0]["user"]["as-user-extra"] = {"team": ["a"]}
+    path.write_text(yaml.safe_dump(config))
+    one_line_failure(fluxpy("get", "sources", "git", "-A", "--kubeconfig", str(path)),
+                     "kubeconfig user 'exec-user': field 'as-user-extra' is not supported by fluxpy")
+
+
 def test_wrong_context(fluxpy, kubeconfig):
     one_line_failure(fluxpy("get", "ks", "--context", "nope", "--kubeconfig", str(kubeconfig)), "context 'nope' not found")
 
