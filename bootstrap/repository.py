@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from bootstrap.git import Credentials
 from bootstrap.providers.base import (ChangeRequest, DeployToken, Provider, ProviderError, Repository, TeamGrant,
                                       with_ssh_hostname)
-from controllers.source.git_client import redact_url
+from controllers.lib.gitauth import redact_url
 
 if TYPE_CHECKING:
     from bootstrap.plan import UI
