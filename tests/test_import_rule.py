@@ -30,6 +30,9 @@ TREE = {
     "controllers/kustomize/__init__.py": "import controllers.lib\n",
     "manifestgen/__init__.py": "import controllers.api\n",
     "bootstrap/__init__.py": "import manifestgen\nimport controllers.lib\n",
+    "bootstrap/plan.py": "import bootstrap.repository\nimport bootstrap.ui\n",
+    "bootstrap/repository.py": "import bootstrap.ui\n",
+    "bootstrap/ui.py": "",
     "flux_cli/__init__.py": "import bootstrap\nimport controllers.lib\n",
 }
 
@@ -47,6 +50,7 @@ VIOLATIONS = [
     ("controllers.lib.bad", "flux_cli"),                          # (d) nothing imports flux_cli
     ("manifestgen.bad", "bootstrap"),                             # (e) layers
     ("controllers.api.bad", "manifestgen"),                       # (e)
+    ("bootstrap.repository", "bootstrap.plan"),                   # no circle plan <-> repository
 ]
 
 
