@@ -62,6 +62,7 @@ from controllers.lib.kustomize.inventory import (HandoverGrace, PruneError, Prun
                                              find_pending_claimants, inventory_from_changes, inventory_refs, prune,
                                              stale_objects)
 from controllers.lib.kustomize.inventory import finalize as prune_on_delete
+from controllers.runtime.flags import parse_bool
 from controllers.runtime import conditions as cond
 from controllers.runtime.apply import (FIELD_MANAGER, SKIPPED, UNKNOWN, ApplyError, ChangeSet, ObjectRef,
                                        ResourceManager, kustomization_apply_options)
@@ -794,16 +795,6 @@ def restrict_kubeconfig(config: dict, *, allow_exec: bool = False, allow_insecur
 
 # ---------------------------------------------------------------------------------------------- flags
 
-def _bool(value: str | bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value.strip().lower() in ("1", "t", "true", "yes", "y"):
-        return True
-    if value.strip().lower() in ("0", "f", "false", "no", "n"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}")
-
-
 def _gates(value: str) -> dict[str, bool]:
     try:
         return parse_feature_gates(value)
@@ -816,7 +807,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flag = parser.add_argument
 
     def bool_flag(name: str, default: bool, help_: str) -> None:
-        flag(name, type=_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help_)
+        flag(name, type=parse_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help_)
 
     flag("--default-service-account", default="", help="Default service account used for impersonation.")
     bool_flag("--no-cross-namespace-refs", False, "When set to true, references between custom resources are "
