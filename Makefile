@@ -7,7 +7,7 @@ TOOLS := etcd kube-apiserver kustomize helm sops age age-keygen versitygw
 # OCI registry, gpg for signed commits, htpasswd for the registry's basic auth.
 APT_PACKAGES := sshd=openssh-server docker-registry=docker-registry gpg=gnupg htpasswd=apache2-utils
 
-.PHONY: setup system-deps tools test demo demo-down completions bench
+.PHONY: setup system-deps tools lint-imports test demo demo-down completions bench
 
 setup: system-deps ## install fluxpy (editable) with its test dependencies
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
@@ -24,7 +24,10 @@ system-deps: ## install the Debian packages above that are missing (needs root o
 tools: ## find or build (from Go modules, cached by version) the binaries fluxpy runs
 	$(PYTHON) -m controllers.localcluster.tools $(TOOLS)
 
-test: setup tools ## the whole test suite, against a real local control plane
+lint-imports: ## check the import rule (pyproject.toml's import-linter contracts); fails on a forbidden import
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} lint-imports --config pyproject.toml --no-cache
+
+test: setup tools lint-imports ## the import rule, then the whole test suite, against a real local control plane
 	$(PYTHON) -m pytest
 
 demo: setup tools ## the main job on the embedded local control plane: the whole bootstrap story

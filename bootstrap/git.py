@@ -23,7 +23,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from controllers.source.git_client import redact_url
+from controllers.lib.gitauth import redact_url
 from manifestgen.sync import File
 
 #: seconds one git operation may take when the caller gives no deadline.
@@ -240,7 +240,7 @@ class Checkout:
         if scheme == "ssh" and not data.get("identity"):
             env = self._agent_environment()
         else:
-            from controllers.source.git_client import AuthOptionsError, GitAuth
+            from controllers.lib.gitauth import AuthOptionsError, GitAuth
 
             try:
                 self._auth = GitAuth(self.url, data)

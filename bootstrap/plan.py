@@ -25,12 +25,13 @@ from __future__ import annotations
 import dataclasses
 import time
 import urllib.parse
-from typing import Any, Protocol
+from typing import Any
 
 from bootstrap import cluster
 from bootstrap.git import Checkout, Credentials, GitRepoError, GPGSigner, scan_host_keys, ssh_host, with_retries
 from bootstrap.providers.base import ChangeRequest, deploy_key_name, deploy_token_name
 from bootstrap.repository import BootstrapSourceError, ProviderSource, Resolved, Source
+from bootstrap.ui import UI
 from controllers.runtime.kube import KubeClient, KubeError
 from manifestgen import sync as syncgen
 from manifestgen.options import InstallOptions
@@ -44,26 +45,6 @@ PUSH_ATTEMPTS = 3
 
 class BootstrapError(Exception):
     """Bootstrap stopped; the message names what failed and what to do."""
-
-
-class UI(Protocol):
-    """Where progress goes (``flux_cli.terminal.Terminal`` fits)."""
-
-    def action(self, message: str) -> None: ...
-
-    def generate(self, message: str) -> None: ...
-
-    def waiting(self, message: str) -> None: ...
-
-    def success(self, message: str) -> None: ...
-
-    def warning(self, message: str) -> None: ...
-
-    def failure(self, message: str) -> None: ...
-
-    def line(self, text: str = "") -> None: ...
-
-    def confirm(self, question: str) -> bool: ...
 
 
 @dataclasses.dataclass

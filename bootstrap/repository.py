@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import urllib.parse
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from bootstrap.git import Credentials
 from bootstrap.providers.base import (ChangeRequest, DeployToken, Provider, ProviderError, Repository, TeamGrant,
                                       with_ssh_hostname)
-from controllers.source.git_client import redact_url
-
-if TYPE_CHECKING:
-    from bootstrap.plan import UI
+from bootstrap.ui import UI
+from controllers.lib.gitauth import redact_url
 
 
 class BootstrapSourceError(Exception):
@@ -37,11 +35,11 @@ class Source(Protocol):
 
     def describe(self) -> str: ...
 
-    def resolve(self, ui: "UI") -> Resolved: ...
+    def resolve(self, ui: UI) -> Resolved: ...
 
-    def authorize_key(self, ui: "UI", title: str, public_key: str, *, read_only: bool, silent: bool) -> None: ...
+    def authorize_key(self, ui: UI, title: str, public_key: str, *, read_only: bool, silent: bool) -> None: ...
 
-    def deploy_token(self, ui: "UI", name: str, keep_username: str) -> DeployToken | None: ...
+    def deploy_token(self, ui: UI, name: str, keep_username: str) -> DeployToken | None: ...
 
 
 def plain_git_sync_url(url: str, *, token_auth: bool, username: str, allow_insecure_http: bool,
@@ -77,10 +75,10 @@ class PlainGitSource:
     def describe(self) -> str:
         return redact_url(self.url)
 
-    def resolve(self, ui: "UI") -> Resolved:
+    def resolve(self, ui: UI) -> Resolved:
         return Resolved(self.url, self.sync_url, self.credentials)
 
-    def authorize_key(self, ui: "UI", title: str, public_key: str, *, read_only: bool, silent: bool) -> None:
+    def authorize_key(self, ui: UI, title: str, public_key: str, *, read_only: bool, silent: bool) -> None:
         ui.success(f"public key: {public_key.strip()}")
         if silent or self.key_has_access:
             return
@@ -88,7 +86,7 @@ class PlainGitSource:
             raise BootstrapSourceError("aborting: give the public key above read access to the repository (a deploy "
                                        "key), then run bootstrap again with --silent")
 
-    def deploy_token(self, ui: "UI", name: str, keep_username: str) -> DeployToken | None:
+    def deploy_token(self, ui: UI, name: str, keep_username: str) -> DeployToken | None:
         raise BootstrapSourceError("deploy tokens need a provider (bootstrap gitlab --deploy-token-auth)")
 
 
@@ -114,7 +112,7 @@ class ProviderSource:
     def describe(self) -> str:
         return f"{self.provider.domain}/{self.owner}/{self.repository}"
 
-    def resolve(self, ui: "UI") -> Resolved:
+    def resolve(self, ui: UI) -> Resolved:
         ui.action(f"connecting to {self.provider.domain}")
         try:
             repo = self.provider.ensure_repository(self.owner, self.repository, personal=self.personal,
@@ -142,7 +140,7 @@ class ProviderSource:
         credentials = Credentials(username=self.owner, password=self.token, ca=self.ca)
         return Resolved(repo.http_url, sync_url, credentials, repo)
 
-    def authorize_key(self, ui: "UI", title: str, public_key: str, *, read_only: bool, silent: bool) -> None:
+    def authorize_key(self, ui: UI, title: str, public_key: str, *, read_only: bool, silent: bool) -> None:
         assert self._repo is not None
         ui.success(f"public key: {public_key.strip()}")
         try:
@@ -152,7 +150,7 @@ class ProviderSource:
         if changed:
             ui.success(f"configured deploy key {title!r} for {self._repo.web_url!r}")
 
-    def deploy_token(self, ui: "UI", name: str, keep_username: str) -> DeployToken | None:
+    def deploy_token(self, ui: UI, name: str, keep_username: str) -> DeployToken | None:
         assert self._repo is not None
         ui.action("checking to reconcile deploy token for source secret")
         try:

@@ -17,27 +17,9 @@ import sys
 import threading
 
 from controllers.components import COMPONENTS, Component, add_component_arguments, load_reconcilers
-from controllers.api.duration import parse_duration
+from controllers.runtime.flags import parse_bool, parse_duration_flag
 from controllers.runtime.settings import (ControllerSettings, LeaderElectionSettings, LogSettings, ManagerSettings,
                                           WatchSettings)
-
-
-def _bool(value: str | bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    v = value.strip().lower()
-    if v in ("1", "t", "true", "yes", "y"):
-        return True
-    if v in ("0", "f", "false", "no", "n"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}")
-
-
-def _duration(value: str) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _percentage(value: str) -> float:
@@ -54,7 +36,7 @@ def build_parser(component: Component) -> argparse.ArgumentParser:
     flag = p.add_argument
 
     def bool_flag(name: str, default: bool, help_: str) -> None:
-        flag(name, type=_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help_)
+        flag(name, type=parse_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help_)
 
     flag("--kubeconfig", default=None, help="Path to a kubeconfig (default: in-cluster, else $KUBECONFIG or ~/.kube/config).")
     flag("--metrics-addr", default=os.environ.get("METRICS_ADDR", ":8080"),
@@ -62,11 +44,11 @@ def build_parser(component: Component) -> argparse.ArgumentParser:
     flag("--health-addr", default=":9440", help="The address the health endpoint binds to.")
     flag("--events-addr", default=os.environ.get("EVENTS_ADDR", ""), help="The address of the events receiver.")
     flag("--concurrent", type=int, default=component.concurrent, help="The number of concurrent reconciles per controller.")
-    flag("--requeue-dependency", type=_duration, default=30.0,
+    flag("--requeue-dependency", type=parse_duration_flag, default=30.0,
          help="The interval at which failing dependencies are reevaluated.")
-    flag("--min-retry-delay", type=_duration, default=0.75,
+    flag("--min-retry-delay", type=parse_duration_flag, default=0.75,
          help="The minimum amount of time for which an object being reconciled will have to wait before a retry.")
-    flag("--max-retry-delay", type=_duration, default=900.0,
+    flag("--max-retry-delay", type=parse_duration_flag, default=900.0,
          help="The maximum amount of time for which an object being reconciled will have to wait before a retry.")
     flag("--interval-jitter-percentage", type=_percentage, default=5.0,
          help="Percentage of jitter to apply to interval durations (+/-).")
@@ -79,11 +61,11 @@ def build_parser(component: Component) -> argparse.ArgumentParser:
               "controller manager.")
     bool_flag("--leader-election-release-on-cancel", True,
               "Defines if the leader should step down voluntarily on controller manager shutdown.")
-    flag("--leader-election-lease-duration", type=_duration, default=35.0,
+    flag("--leader-election-lease-duration", type=parse_duration_flag, default=35.0,
          help="Interval at which non-leader candidates will wait to force acquire leadership (duration string).")
-    flag("--leader-election-renew-deadline", type=_duration, default=30.0,
+    flag("--leader-election-renew-deadline", type=parse_duration_flag, default=30.0,
          help="Duration that the leading controller manager will retry refreshing leadership before giving up.")
-    flag("--leader-election-retry-period", type=_duration, default=5.0,
+    flag("--leader-election-retry-period", type=parse_duration_flag, default=5.0,
          help="Duration the LeaderElector clients should wait between tries of actions (duration string).")
     flag("--leader-election-namespace", default="",
          help="Namespace of the leader election Lease (default: the runtime namespace).")

@@ -2,15 +2,15 @@
 
 The build half, from an artifact to the objects to apply (it reads Secrets/ConfigMaps, never writes):
 
-- :mod:`~controllers.kustomize.fetch` — ``fetch_artifact(artifact, dest, timeout=...)``: download, digest
+- :mod:`~controllers.lib.fetch` — ``fetch_artifact(artifact, dest, timeout=...)``: download, digest
   check, safe extraction;
-- :mod:`~controllers.kustomize.build` — ``build(root, spec, name=, namespace=, kube=) -> BuildResult``
+- :mod:`~controllers.lib.kustomize.build` — ``build(root, spec, name=, namespace=, kube=) -> BuildResult``
   (``objects``, ``digest``): path, generated kustomization and the spec's overlay, SOPS decryption, the real
   kustomize, post-build substitution, commonMetadata; ``build_local`` and ``objects_to_yaml`` for
   ``fluxpy build kustomization``;
-- :mod:`~controllers.kustomize.envsubst` — Flux's ``${var}`` substitution and ``spec.postBuild``;
-- :mod:`~controllers.kustomize.decrypt` — SOPS with age/PGP keys from ``spec.decryption.secretRef``;
-- :mod:`~controllers.kustomize.tree` — kustomization files, root-confined paths, Go-compatible YAML;
-- :mod:`~controllers.kustomize.errors` — ``BuildError`` (BuildFailed), ``ArtifactError`` (ArtifactFailed),
+- :mod:`~controllers.lib.kustomize.envsubst` — Flux's ``${var}`` substitution and ``spec.postBuild``;
+- :mod:`~controllers.lib.kustomize.decrypt` — SOPS with age/PGP keys from ``spec.decryption.secretRef``;
+- :mod:`~controllers.lib.kustomize.tree` — kustomization files, root-confined paths, Go-compatible YAML;
+- :mod:`~controllers.lib.kustomize.errors` — ``BuildError`` (BuildFailed), ``ArtifactError`` (ArtifactFailed),
   ``EncryptedSecretError`` (ReconciliationFailed), all retryable reconcile errors.
 """

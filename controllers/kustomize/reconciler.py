@@ -6,7 +6,7 @@ One reconciliation, in Flux's order and with its conditions, reasons and message
 2. the source (GitRepository, OCIRepository, Bucket, ExternalArtifact — the last behind the ExternalArtifact
    feature gate): a cross-namespace reference with ``--no-cross-namespace-refs`` stalls (AccessDenied); a
    missing source or artifact waits (ArtifactFailed, ``Source artifact not found, retrying in 30s``);
-3. ``dependsOn`` (:mod:`controllers.kustomize.dependencies`): Flux's rules, ``readyExpr``, dependencies across
+3. ``dependsOn`` (:mod:`controllers.lib.dependencies`): Flux's rules, ``readyExpr``, dependencies across
    kinds and cycles (Stalled, DependencyCycle); a dependency not ready waits ``--requeue-dependency``;
 4. ``Fetching manifests ...``: download, digest check, safe extraction, ``spec.path`` (ArtifactFailed);
    ``status.lastAttemptedRevision``; ``Building manifests ...``: the client (``serviceAccountName`` /
@@ -23,7 +23,7 @@ One reconciliation, in Flux's order and with its conditions, reasons and message
    ``Reconciliation finished in <d>, next run in <interval>``.
 
 A failure is retried after ``spec.retryInterval`` (default ``spec.interval``). Deleting a Kustomization prunes
-what it applied as ``deletionPolicy`` says (:func:`controllers.kustomize.inventory.finalize`).
+what it applied as ``deletionPolicy`` says (:func:`controllers.lib.kustomize.inventory.finalize`).
 
 Beyond Flux: the objects each Kustomization applied are watched (:mod:`controllers.kustomize.drift`), and an
 object changed or deleted by someone else is re-applied from the last build within seconds, without a new
@@ -51,17 +51,18 @@ from controllers.api.duration import format_duration, parse_duration
 from controllers.api.kustomize import KUSTOMIZATION
 from controllers.api.objects import dig
 from controllers.api.source import BUCKET, EXTERNAL_ARTIFACT, GIT_REPOSITORY, OCI_REPOSITORY
-from controllers.kustomize.build import build, resolve_path
-from controllers.kustomize.dependencies import CachingResolver, DependencyCycle, check_dependencies, dependencies_of
+from controllers.lib.kustomize.build import build, resolve_path
+from controllers.lib.dependencies import CachingResolver, DependencyCycle, check_dependencies, dependencies_of
 from controllers.kustomize.drift import DriftWatcher
-from controllers.kustomize.errors import ArtifactError
-from controllers.kustomize.fetch import fetch_artifact
-from controllers.kustomize.health import (HealthCheckFailed, InvalidCELExpression, StatusReader, check_health,
+from controllers.lib.kustomize.errors import ArtifactError
+from controllers.lib.fetch import fetch_artifact
+from controllers.lib.health import (HealthCheckFailed, InvalidCELExpression, StatusReader, check_health,
                                           compile_health_check_exprs, health_check_refs)
-from controllers.kustomize.inventory import (HandoverGrace, PruneError, PruneResult, finalizer_should_delete,
+from controllers.lib.kustomize.inventory import (HandoverGrace, PruneError, PruneResult, finalizer_should_delete,
                                              find_pending_claimants, inventory_from_changes, inventory_refs, prune,
                                              stale_objects)
-from controllers.kustomize.inventory import finalize as prune_on_delete
+from controllers.lib.kustomize.inventory import finalize as prune_on_delete
+from controllers.runtime.flags import parse_bool
 from controllers.runtime import conditions as cond
 from controllers.runtime.apply import (FIELD_MANAGER, SKIPPED, UNKNOWN, ApplyError, ChangeSet, ObjectRef,
                                        ResourceManager, kustomization_apply_options)
@@ -790,16 +791,6 @@ def restrict_kubeconfig(config: dict, *, allow_exec: bool = False, allow_insecur
 
 # ---------------------------------------------------------------------------------------------- flags
 
-def _bool(value: str | bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value.strip().lower() in ("1", "t", "true", "yes", "y"):
-        return True
-    if value.strip().lower() in ("0", "f", "false", "no", "n"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}")
-
-
 def _gates(value: str) -> dict[str, bool]:
     try:
         return parse_feature_gates(value)
@@ -812,7 +803,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flag = parser.add_argument
 
     def bool_flag(name: str, default: bool, help_: str) -> None:
-        flag(name, type=_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help_)
+        flag(name, type=parse_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help_)
 
     flag("--default-service-account", default="", help="Default service account used for impersonation.")
     bool_flag("--no-cross-namespace-refs", False, "When set to true, references between custom resources are "

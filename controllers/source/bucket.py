@@ -26,8 +26,9 @@ from controllers.api.source import BUCKET
 from controllers.runtime import conditions as cond
 from controllers.runtime.controller import ReconcileContext
 from controllers.runtime.outcomes import Success
+from controllers.lib import credentials
 from controllers.source import common
-from controllers.source.ignore import IGNORE_FILE, Matcher, read_patterns
+from controllers.lib.ignore import IGNORE_FILE, Matcher, read_patterns
 from controllers.source.s3client import S3Client, S3Error
 
 BUCKET_OPERATION_FAILED = "BucketOperationFailed"
@@ -93,22 +94,22 @@ class BucketReconciler(common.SourceReconciler):
         access_key = secret_key = ""
         try:
             if spec.get("secretRef"):
-                data = common.get_secret(ctx.kube, ns, spec["secretRef"]["name"])
+                data = credentials.get_secret(ctx.kube, ns, spec["secretRef"]["name"])
                 if "accesskey" not in data or "secretkey" not in data:
-                    raise common.SecretError(f"invalid '{spec['secretRef']['name']}' secret data: required fields "
+                    raise credentials.SecretError(f"invalid '{spec['secretRef']['name']}' secret data: required fields "
                                              "'accesskey' and 'secretkey'")
                 access_key, secret_key = data["accesskey"].decode(), data["secretkey"].decode()
             ssl_context = None
             if spec.get("certSecretRef"):
                 name = spec["certSecretRef"]["name"]
                 try:
-                    tls = common.TLSMaterial.from_secret(common.get_secret(ctx.kube, ns, name), name)
+                    tls = credentials.TLSMaterial.from_secret(credentials.get_secret(ctx.kube, ns, name), name)
                     if tls is None:
-                        raise common.SecretError("no CA certificate or client certificate pair found")
+                        raise credentials.SecretError("no CA certificate or client certificate pair found")
                     ssl_context = tls.ssl_context()
-                except common.SecretError as exc:
-                    raise common.SecretError(f"failed to get TLS config: {exc}") from None
-        except common.SecretError as exc:
+                except credentials.SecretError as exc:
+                    raise credentials.SecretError(f"failed to get TLS config: {exc}") from None
+        except credentials.SecretError as exc:
             raise auth_failed(str(exc)) from None
         if spec.get("proxySecretRef"):
             raise auth_failed("spec.proxySecretRef is not supported by fluxpy's Bucket client", stalled=True)

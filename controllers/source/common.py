@@ -13,25 +13,19 @@
   (``spec.timeout``);
 - :class:`SourceReconciler`: a base class holding the storage, removing artifacts on deletion and handing
   the artifact server to the manager (run only while leading);
-- secrets (:func:`get_secret`, :func:`basic_auth`, :class:`TLSMaterial`, :func:`ssh_auth`): messages name the
-  Secret and the key, never a value;
 - the process flags ``--storage-path``, ``--storage-addr``, ``--storage-adv-addr`` and the retention flags
   (:func:`add_arguments`, :func:`storage_from_args`, :func:`artifact_server_from_args`).
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import dataclasses
 import os
 import socket
-import ssl
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controllers.api import meta
-from controllers.api.builtin import SECRET
 from controllers.api.duration import parse_duration
 from controllers.api.objects import dig
 from controllers.runtime import conditions as cond
@@ -283,111 +277,6 @@ class SourceReconciler(Reconciler):
         meta_ = obj["metadata"]
         self.storage.remove_all(obj.get("kind") or self.kind.kind, meta_["namespace"], meta_["name"])
         (obj.get("status") or {}).pop("artifact", None)
-
-
-# --- secrets ----------------------------------------------------------------------------------------------
-
-class SecretError(Exception):
-    """A Secret is missing or lacks what is needed; the message names the Secret and keys, never values."""
-
-
-def get_secret(kube: KubeClient, namespace: str, name: str) -> dict[str, bytes]:
-    """The decoded data of a Secret (``stringData`` is folded in by the apiserver)."""
-    try:
-        secret = kube.get(SECRET, name, namespace)
-    except KubeError as exc:
-        raise SecretError(f"failed to get secret '{namespace}/{name}': {exc.message}") from None
-    data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-    for k, v in (secret.get("stringData") or {}).items():
-        data.setdefault(k, v.encode())
-    return data
-
-
-def _text(data: dict[str, bytes], key: str) -> str | None:
-    value = data.get(key)
-    return value.decode() if value is not None else None
-
-
-def basic_auth(data: dict[str, bytes]) -> tuple[str, str] | None:
-    """``(username, password)`` from a Secret's data, None when it has neither."""
-    username, password = _text(data, "username"), _text(data, "password")
-    if username is None and password is None:
-        return None
-    return username or "", password or ""
-
-
-def bearer_token(data: dict[str, bytes]) -> str | None:
-    return _text(data, "bearerToken")
-
-
-@dataclasses.dataclass
-class TLSMaterial:
-    """A CA bundle and/or a client certificate and key (``ca.crt``, ``tls.crt``, ``tls.key``; the
-    deprecated ``caFile``, ``certFile``, ``keyFile`` are read too)."""
-
-    ca: bytes | None = None
-    cert: bytes | None = None
-    key: bytes | None = None
-
-    @classmethod
-    def from_secret(cls, data: dict[str, bytes], secret: str = "") -> "TLSMaterial | None":
-        """None when the data has no TLS keys; SecretError when only one of certificate and key is given."""
-        ca = data.get("ca.crt") or data.get("caFile")
-        cert = data.get("tls.crt") or data.get("certFile")
-        key = data.get("tls.key") or data.get("keyFile")
-        if bool(cert) != bool(key):
-            where = f" '{secret}'" if secret else ""
-            raise SecretError(f"secret{where} must contain both 'tls.crt' and 'tls.key' for client authentication")
-        if not (ca or cert):
-            return None
-        return cls(ca or None, cert or None, key or None)
-
-    def ssl_context(self) -> ssl.SSLContext:
-        """A client context trusting the system CAs plus :attr:`ca`, presenting the client certificate."""
-        ctx = ssl.create_default_context()
-        if self.ca:
-            try:
-                ctx.load_verify_locations(cadata=self.ca.decode())
-            except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
-                raise SecretError(f"invalid CA certificate in 'ca.crt': {exc}") from None
-        if self.cert and self.key:
-            with tempfile.TemporaryDirectory() as tmp:
-                cert, key = self.write(Path(tmp))[1:]
-                try:
-                    ctx.load_cert_chain(cert, key)
-                except ssl.SSLError as exc:
-                    raise SecretError(f"invalid client certificate or key in 'tls.crt'/'tls.key': {exc}") from None
-        return ctx
-
-    def write(self, directory: Path) -> tuple[str | None, str | None, str | None]:
-        """Write the files (mode 0600) for tools that take paths; returns (ca, cert, key) paths."""
-        paths = []
-        for name, value in (("ca.crt", self.ca), ("tls.crt", self.cert), ("tls.key", self.key)):
-            if value:
-                path = directory / name
-                path.touch(0o600)
-                path.write_bytes(value)
-                paths.append(str(path))
-            else:
-                paths.append(None)
-        return paths[0], paths[1], paths[2]
-
-
-@dataclasses.dataclass
-class SSHAuth:
-    """An SSH identity (private key, optional passphrase in ``password``) and the known_hosts to trust."""
-
-    identity: bytes
-    known_hosts: bytes
-    password: str | None = None
-
-
-def ssh_auth(data: dict[str, bytes]) -> SSHAuth:
-    """The SSH credentials of a Secret (keys ``identity``, ``known_hosts``, optional ``password``)."""
-    for key in ("identity", "known_hosts"):
-        if not data.get(key):
-            raise SecretError(f"invalid 'ssh' auth option: '{key}' is required")
-    return SSHAuth(data["identity"], data["known_hosts"], _text(data, "password"))
 
 
 # --- process flags ----------------------------------------------------------------------------------------

@@ -52,9 +52,10 @@ from controllers.runtime.kube import KubeError, NotFound
 from controllers.runtime.outcomes import RetryableError, StalledError, Success, ready_conditions
 from controllers.runtime.predicates import artifact_revision_changed
 from controllers.source import common
-from controllers.source.ignore import archive_filter, glob_regex
-from controllers.source.storage import Storage, UnsafeArchive, extract_tarball
-from controllers.source.values import merge_maps
+from controllers.lib.ignore import archive_filter, glob_regex
+from controllers.source.storage import Storage
+from controllers.lib.archive import UnsafeArchive, extract_tarball
+from controllers.lib.values import merge_maps
 
 GENERATOR_LABEL = "source.extensions.fluxcd.io/generator"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"

@@ -36,14 +36,16 @@ from controllers.api.source import GIT_REPOSITORY
 from controllers.runtime import conditions as cond
 from controllers.runtime.kube import KubeError
 from controllers.runtime.outcomes import Success
+from controllers.lib import credentials
 from controllers.source import common
 from controllers.source.common import (ARTIFACT_IN_STORAGE, AUTHENTICATION_FAILED, FETCH_FAILED,
                                        GIT_OPERATION_FAILED, INCLUDE_UNAVAILABLE, SOURCE_VERIFIED,
-                                       STORAGE_OPERATION_FAILED, SecretError, SourceReconciler, fail)
-from controllers.source.git_client import (AuthOptionsError, CheckoutOptions, Commit, GitAuth, GitClient, GitError,
-                                           redact_url, verify_signature)
-from controllers.source.ignore import source_filter
-from controllers.source.storage import UnsafeArchive, extract_tarball, secure_join
+                                       STORAGE_OPERATION_FAILED, SourceReconciler, fail)
+from controllers.lib.credentials import SecretError
+from controllers.lib.gitauth import AuthOptionsError, GitAuth, redact_url
+from controllers.source.git_client import CheckoutOptions, Commit, GitClient, GitError, verify_signature
+from controllers.lib.ignore import source_filter
+from controllers.lib.archive import UnsafeArchive, extract_tarball, secure_join
 
 DEFAULT_TIMEOUT = 60.0
 VERIFY_HEAD, VERIFY_TAG, VERIFY_TAG_AND_HEAD = "HEAD", "Tag", "TagAndHEAD"
@@ -278,7 +280,7 @@ class GitRepositoryReconciler(SourceReconciler):
             return ""
         ns = obj["metadata"]["namespace"]
         try:
-            data = common.get_secret(ctx.kube, ns, ref)
+            data = credentials.get_secret(ctx.kube, ns, ref)
             address = (data.get("address") or b"").decode()
             if not address:
                 raise SecretError(f"secret '{ns}/{ref}': key 'address' not found")
@@ -297,7 +299,7 @@ class GitRepositoryReconciler(SourceReconciler):
         data: dict[str, bytes] = {}
         if name:
             try:
-                data = common.get_secret(ctx.kube, ns, name)
+                data = credentials.get_secret(ctx.kube, ns, name)
             except SecretError as exc:
                 raise fail(obj, FETCH_FAILED, AUTHENTICATION_FAILED, str(exc)) from None
         provider = spec.get("provider") or "generic"
@@ -349,7 +351,7 @@ class GitRepositoryReconciler(SourceReconciler):
             return
         secret = (verify.get("secretRef") or {}).get("name", "")
         try:
-            rings = list(common.get_secret(ctx.kube, ns, secret).values())
+            rings = list(credentials.get_secret(ctx.kube, ns, secret).values())
         except SecretError as exc:
             detail = str(exc).split(": ", 1)[-1]
             raise fail(obj, SOURCE_VERIFIED, common.VERIFICATION_ERROR, f"PGP public keys secret error: {detail}") \

@@ -28,9 +28,10 @@ from typing import Callable, Protocol
 
 import yaml
 
-from controllers.source import helm_client, helm_index, semver
-from controllers.source.storage import UnsafeArchive, extract_tarball, secure_join
-from controllers.source.values import merge_maps
+from controllers.lib import semver
+from controllers.source import helm_client, helm_index
+from controllers.lib.archive import UnsafeArchive, extract_tarball, secure_join
+from controllers.lib.values import merge_maps
 
 VALUES_FILE = "values.yaml"
 CHART_FILE = "Chart.yaml"

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from controllers.api.objects import dig
 from controllers.runtime.kube import KubeClient
-from controllers.source import common, helm_index, ociclient, semver
+from controllers.lib import credentials, ociclient, semver
+from controllers.source import common, helm_index
 
 #: Helm's OCI tags use ``_`` where semver has ``+``.
 OCI_PLUS = "_"
@@ -52,7 +53,7 @@ class RepositoryAccess:
     timeout: float = DEFAULT_TIMEOUT
     basic: tuple[str, str] | None = None
     pass_credentials: bool = False
-    tls: common.TLSMaterial | None = None
+    tls: credentials.TLSMaterial | None = None
     insecure: bool = False
     """OCI only: plain HTTP to the registry."""
     oci_credentials: ociclient.Credentials | None = None
@@ -70,8 +71,8 @@ class RepositoryAccess:
 
 def _secret(kube: KubeClient, namespace: str, name: str, what: str) -> dict[str, bytes]:
     try:
-        return common.get_secret(kube, namespace, name)
-    except common.SecretError as exc:
+        return credentials.get_secret(kube, namespace, name)
+    except credentials.SecretError as exc:
         detail = str(exc).split(": ", 1)[-1]
         raise AccessError(f"failed to get {what} '{namespace}/{name}': {detail}") from None
 
@@ -86,12 +87,12 @@ def repository_access(kube: KubeClient, repo: dict, url: str | None = None) -> R
         name = spec["certSecretRef"]["name"]
         data = _secret(kube, namespace, name, "TLS authentication secret")
         try:
-            access.tls = common.TLSMaterial.from_secret(data, f"{namespace}/{name}")
+            access.tls = credentials.TLSMaterial.from_secret(data, f"{namespace}/{name}")
             if access.tls is None:
-                raise common.SecretError(f"secret '{namespace}/{name}': no CA certificate or client certificate "
+                raise credentials.SecretError(f"secret '{namespace}/{name}': no CA certificate or client certificate "
                                          "pair found")
             access.tls.ssl_context()
-        except common.SecretError as exc:
+        except credentials.SecretError as exc:
             raise AccessError(f"failed to construct Helm client's TLS config: {exc}") from None
     if dig(repo, "spec.secretRef.name"):
         name = spec["secretRef"]["name"]
@@ -105,8 +106,8 @@ def repository_access(kube: KubeClient, repo: dict, url: str | None = None) -> R
             access.basic = (data["username"].decode(), data["password"].decode())
         if access.tls is None:
             try:
-                access.tls = common.TLSMaterial.from_secret(data, f"{namespace}/{name}")
-            except common.SecretError as exc:
+                access.tls = credentials.TLSMaterial.from_secret(data, f"{namespace}/{name}")
+            except credentials.SecretError as exc:
                 raise AccessError(f"failed to detect authentication methods: {exc}") from None
         if access.is_oci:
             access.oci_credentials = _oci_credentials(data, access.url, name)
@@ -306,7 +307,7 @@ class HelmCLI:
             raise HelmError("\n".join(lines) or f"helm {args[0]} exited with {done.returncode}")
         return done.stdout
 
-    def tls_flags(self, tls: common.TLSMaterial | None) -> list[str]:
+    def tls_flags(self, tls: credentials.TLSMaterial | None) -> list[str]:
         """``--ca-file/--cert-file/--key-file`` for TLS material written into the private home."""
         if not tls:
             return []

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from controllers.source import semver
+from controllers.lib import semver
 
 #: Flux's size limits (bytes): repository index, chart archive, one file of a chart.
 MAX_INDEX_SIZE = 50 << 20

@@ -39,7 +39,8 @@ from controllers.runtime.predicates import artifact_revision_changed
 from controllers.source import common, helm_build, helm_client, helm_index
 from controllers.source.helm_build import Build, BuildError, BuildOptions
 from controllers.source.helmrepo import is_oci
-from controllers.source.storage import LATEST_LINK, UnsafeArchive, extract_tarball
+from controllers.source.storage import LATEST_LINK
+from controllers.lib.archive import UnsafeArchive, extract_tarball
 
 CHART_PULL_SUCCEEDED = "ChartPullSucceeded"
 CHART_PACKAGE_SUCCEEDED = "ChartPackageSucceeded"

@@ -34,11 +34,13 @@ from controllers.runtime import conditions as cond
 from controllers.runtime.controller import ReconcileContext
 from controllers.runtime.kube import KubeError
 from controllers.runtime.outcomes import ReconcileError, Success
-from controllers.source import common, ociclient
-from controllers.source.ignore import source_filter
-from controllers.source.ociclient import OCIError, Reference, RegistryClient
-from controllers.source.semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
-from controllers.source.storage import LATEST_LINK, UnsafeArchive, extract_tarball
+from controllers.lib import credentials, ociclient
+from controllers.source import common
+from controllers.lib.ignore import source_filter
+from controllers.lib.ociclient import OCIError, Reference, RegistryClient
+from controllers.lib.semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
+from controllers.source.storage import LATEST_LINK
+from controllers.lib.archive import UnsafeArchive, extract_tarball
 
 OCI_PULL_FAILED = "OCIArtifactPullFailed"
 OCI_LAYER_OPERATION_FAILED = "OCIArtifactLayerOperationFailed"
@@ -166,7 +168,7 @@ class OCIRepositoryReconciler(common.SourceReconciler):
                 try:
                     account = ctx.kube.get(SERVICE_ACCOUNT, spec["serviceAccountName"], ns)
                 except KubeError as exc:
-                    raise common.SecretError(f"failed to get service account '{ns}/{spec['serviceAccountName']}': "
+                    raise credentials.SecretError(f"failed to get service account '{ns}/{spec['serviceAccountName']}': "
                                              f"{exc.message}") from None
                 names += [s["name"] for s in account.get("imagePullSecrets") or [] if s.get("name")]
             if not names:
@@ -176,17 +178,17 @@ class OCIRepositoryReconciler(common.SourceReconciler):
             except OCIError:
                 return None  # the URL is reported invalid next
             for name in names:
-                config = docker_config_of(common.get_secret(ctx.kube, ns, name))
+                config = docker_config_of(credentials.get_secret(ctx.kube, ns, name))
                 if config is None:
                     continue  # not an image pull secret: ignored, as Kubernetes' keychain does
                 try:
                     found = ociclient.credentials_from_docker_config(config, ref)
                 except ValueError as exc:
-                    raise common.SecretError(f"{exc} in secret '{ns}/{name}'") from None
+                    raise credentials.SecretError(f"{exc} in secret '{ns}/{name}'") from None
                 if found is not None:
                     return found
             return None
-        except common.SecretError as exc:
+        except credentials.SecretError as exc:
             raise common.fail(obj, common.FETCH_FAILED, common.AUTHENTICATION_FAILED,
                               f"failed to get credential: {exc}") from None
 
@@ -197,11 +199,11 @@ class OCIRepositoryReconciler(common.SourceReconciler):
             return None
         ns = obj["metadata"]["namespace"]
         try:
-            tls = common.TLSMaterial.from_secret(common.get_secret(ctx.kube, ns, ref), ref)
+            tls = credentials.TLSMaterial.from_secret(credentials.get_secret(ctx.kube, ns, ref), ref)
             if tls is None:
-                raise common.SecretError(f"secret '{ns}/{ref}' must contain 'ca.crt' or 'tls.crt' and 'tls.key'")
+                raise credentials.SecretError(f"secret '{ns}/{ref}' must contain 'ca.crt' or 'tls.crt' and 'tls.key'")
             return tls.ssl_context()
-        except common.SecretError as exc:
+        except credentials.SecretError as exc:
             raise common.fail(obj, common.FETCH_FAILED, common.AUTHENTICATION_FAILED,
                               f"failed to generate transport for '{obj['spec']['url']}': {exc}") from None
 

@@ -18,7 +18,7 @@ from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.commands.groups import build_app, diff_app, list_app, pull_app, push_app, tag_app
 
 if TYPE_CHECKING:
-    from controllers.source.ociclient import Reference, RegistryClient
+    from controllers.lib.ociclient import Reference, RegistryClient
 
 PROVIDERS = ("generic", "aws", "azure", "gcp")
 #: Options every registry command takes.
@@ -44,14 +44,14 @@ def _failure(message: str, *errors: type[BaseException]) -> Iterator[None]:
 
 
 def _ignore_paths(values: Optional[list[str]]) -> list[str]:
-    from controllers.source.ociclient import DEFAULT_IGNORE_PATHS
+    from controllers.lib.ociclient import DEFAULT_IGNORE_PATHS
     from flux_cli.flags import split_list
 
     return list(DEFAULT_IGNORE_PATHS) if values is None else split_list(values)
 
 
 def _artifact_ref(url: str) -> "Reference":
-    from controllers.source.ociclient import InvalidReference, parse_artifact_url
+    from controllers.lib.ociclient import InvalidReference, parse_artifact_url
 
     with _failure("", InvalidReference):
         return parse_artifact_url(url)
@@ -64,7 +64,7 @@ def _address(url: str) -> str:
 
 def _client(a: App, ref: "Reference", *, creds: str, provider: str, insecure: bool) -> "RegistryClient":
     """A registry client with ``--creds`` or the local Docker config's credentials."""
-    from controllers.source import ociclient
+    from controllers.lib import ociclient
 
     if provider not in PROVIDERS:
         raise CLIError(f"invalid argument {provider!r} for \"--provider\" flag: source OCI provider "
@@ -146,7 +146,7 @@ def push_artifact(
     import os
     import tempfile
 
-    from controllers.source import ociclient
+    from controllers.lib import ociclient
 
     a: App = ctx.obj
     if not source:
@@ -203,8 +203,8 @@ def pull_artifact(
     import shutil
     import tempfile
 
-    from controllers.source import ociclient
-    from controllers.source.storage import UnsafeArchive, extract_tarball
+    from controllers.lib import ociclient
+    from controllers.lib.archive import UnsafeArchive, extract_tarball
 
     a: App = ctx.obj
     if not output:
@@ -243,7 +243,7 @@ def tag_artifact(
     insecure: bool = insecure_option("tagging"),
 ) -> None:
     """Add tags to an artifact in the same repository."""
-    from controllers.source import ociclient
+    from controllers.lib import ociclient
     from flux_cli.flags import split_list
 
     a: App = ctx.obj
@@ -275,8 +275,8 @@ def list_artifacts(
     """List the tags of a repository with their digest, source and revision (newest tag names first)."""
     import re
 
-    from controllers.source import ociclient
-    from controllers.source.semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
+    from controllers.lib import ociclient
+    from controllers.lib.semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
 
     a: App = ctx.obj
     ref = _artifact_ref(url)
@@ -321,7 +321,7 @@ def build_artifact(
     ignore_paths: Optional[list[str]] = IGNORE_OPTION,
 ) -> None:
     """Build the tarball ``push artifact`` would push, without pushing it."""
-    from controllers.source import ociclient
+    from controllers.lib import ociclient
 
     a: App = ctx.obj
     src, temp = _source_path(path, reason=False)
@@ -354,7 +354,7 @@ def diff_artifact(
     import tarfile
     import tempfile
 
-    from controllers.source import ociclient
+    from controllers.lib import ociclient
 
     a: App = ctx.obj
     if not path:

@@ -2,7 +2,7 @@
 
 As ``flux build kustomization``: the Kustomization comes from the cluster (``-n``), or from
 ``--kustomization-file`` (which wins; with ``--dry-run`` the cluster is not contacted and ``substituteFrom``
-is skipped); the build (:func:`controllers.kustomize.build.build_local`) runs on a copy of the directory and
+is skipped); the build (:func:`controllers.lib.kustomize.build.build_local`) runs on a copy of the directory and
 the result is printed as flux prints it: every object as YAML followed by ``---``.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ def load_kustomization_file(path: str, name: str, namespace: str) -> dict:
     except OSError as exc:
         raise CLIError(f"failed to read kustomization file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        from controllers.kustomize.tree import yaml_error
+        from controllers.lib.kustomize.tree import yaml_error
 
         raise CLIError(f"failed to unmarshall kustomization file {path}: {yaml_error(exc)}") from None
     for doc in documents:
@@ -56,7 +56,7 @@ def _build_kustomization(
         False, "--strict-substitute", help="Fail when a variable without a default is missing from the input vars."),
 ) -> None:
     """Build a Kustomization's manifests from a local directory and print them."""
-    from controllers.kustomize.build import build_local, objects_to_yaml
+    from controllers.lib.kustomize.build import build_local, objects_to_yaml
     from flux_cli.flags import split_list
 
     a: App = ctx.obj

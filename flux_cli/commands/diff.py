@@ -1,9 +1,9 @@
 """``fluxpy diff kustomization NAME --path DIR``: what applying local manifests would change, as ``flux diff ks``.
 
 The Kustomization comes from the cluster (``-n``), or from ``--kustomization-file``; the local directory is
-built as the controller would build it (:func:`controllers.kustomize.build.build_local`), then every object is
+built as the controller would build it (:func:`controllers.lib.kustomize.build.build_local`), then every object is
 dry-run applied with the controller's field manager and owner labels and compared with the live object
-(:func:`controllers.kustomize.diff.diff_kustomization`); with ``spec.prune`` the objects pruning would delete
+(:func:`controllers.lib.kustomize.diff.diff_kustomization`); with ``spec.prune`` the objects pruning would delete
 are listed too. Output is flux's (``► Deployment/apps/web drifted`` and a diff). Exit status: 0 no
 differences, 1 differences, 2 an error.
 """
@@ -61,9 +61,9 @@ def compute_diff(a: App, name: str | None, path: str, kustomization_file: str, i
     """The rendered diff and whether anything would change; CLIError (exit 2) on any failure."""
     import contextlib
 
-    from controllers.kustomize.build import build_local
-    from controllers.kustomize.diff import diff_kustomization, render_diff
-    from controllers.kustomize.errors import BuildError
+    from controllers.lib.kustomize.build import build_local
+    from controllers.lib.kustomize.diff import diff_kustomization, render_diff
+    from controllers.lib.kustomize.errors import BuildError
     from controllers.runtime.apply import ResourceManager
     from flux_cli.commands.build import live_kustomization, load_kustomization_file
     from flux_cli.flags import split_list

@@ -22,7 +22,7 @@ def envsubst(
                                                         "in the input but is missing from the environment."),
 ) -> None:
     """Substitute environment variables in stdin (as Flux's post-build substitution) and print the result."""
-    from controllers.kustomize.envsubst import EnvsubstError, expand
+    from controllers.lib.kustomize.envsubst import EnvsubstError, expand
 
     a: App = ctx.obj
     variables = dict(os.environ)

@@ -176,8 +176,9 @@ def bench_ready(kube, plane, server, workdir: Path, size: int, concurrent: int, 
 
 
 def bench_big_repo(kube, plane, server, workdir: Path, files: int) -> None:
-    from controllers.source.git_client import CheckoutOptions, GitAuth, GitClient
-    from controllers.source.ignore import source_filter
+    from controllers.lib.gitauth import GitAuth
+    from controllers.source.git_client import CheckoutOptions, GitClient
+    from controllers.lib.ignore import source_filter
     from controllers.source.storage import Storage
 
     repo = server.repo("big", {})

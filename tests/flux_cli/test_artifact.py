@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import flux_cli.commands.artifact  # noqa: F401 - registers the commands (flux_cli.main imports it too)
-from controllers.source import ociclient as oc
+from controllers.lib import ociclient as oc
 from servers.registry import registry, registry_htpasswd, tarball_with  # noqa: F401
 
 

@@ -76,7 +76,7 @@ class Registry:
 
     def client(self, timeout: float = 30.0):
         """An OCI client with this registry's credentials (and CA)."""
-        from controllers.source import ociclient
+        from controllers.lib import ociclient
 
         credentials = ociclient.Credentials(self.username, self.password) if self.username else None
         context = client_context(self.ca_pem) if self.tls else None
@@ -88,7 +88,7 @@ class Registry:
         ``<repository>:<tag>``; the annotations default to a source and revision. Returns the manifest digest."""
         import tempfile
 
-        from controllers.source import ociclient
+        from controllers.lib import ociclient
 
         with tempfile.TemporaryDirectory() as tmp:
             layer = Path(tmp) / "layer.tgz"

@@ -11,7 +11,7 @@ from controllers.api.builtin import CONFIGMAP
 from controllers.api.helm import HELM_RELEASE
 from controllers.api.kustomize import KUSTOMIZATION
 from controllers.api.objects import dig, find_condition
-from controllers.kustomize.dependencies import (CachingResolver, Dependency, DependencyCycle, check_dependencies,
+from controllers.lib.dependencies import (CachingResolver, Dependency, DependencyCycle, check_dependencies,
                                                 dependencies_of, find_cycle, is_ready)
 from controllers.runtime.inspect import Resolver
 from controllers.runtime.outcomes import StalledError, Waiting

@@ -12,7 +12,7 @@ from controllers.kustomize.reconciler import parse_feature_gates
 from servers.git import artifact_storage  # noqa: F401 - fixture
 from servers.sources import artifact_sources  # noqa: F401 - fixture
 
-from .conftest import new_age_key, sops_encrypt
+from ..conftest import new_age_key, sops_encrypt
 
 
 from .test_reconciler import configmap, ks_controller, ks_object, ready  # noqa: F401 - fixture

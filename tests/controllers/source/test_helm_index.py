@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from controllers.source import helm_build, helm_index, semver, values
+from controllers.lib import semver, values
+from controllers.source import helm_build, helm_index
 from controllers.source.helmchart import revision_metadata
 from controllers.source.helmrepo import human_size
 

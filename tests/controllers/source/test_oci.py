@@ -18,7 +18,7 @@ from controllers.api.builtin import SECRET, SERVICE_ACCOUNT
 from controllers.api.objects import find_condition
 from controllers.api.source import OCI_REPOSITORY
 from controllers.runtime.kube import Invalid, NotFound
-from controllers.source import ociclient as oc
+from controllers.lib import ociclient as oc
 from controllers.source.oci import OCIRepositoryReconciler
 from controllers.source.storage import Storage
 from servers.net import hanging_endpoint, refused_endpoint  # noqa: F401

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from controllers.source import ignore
+from controllers.lib import ignore
 from controllers.source.common import add_arguments, artifact_server_from_args, storage_from_args
-from controllers.source.storage import ArtifactServer, Storage, UnsafeArchive, extract_tarball, file_digest
+from controllers.source.storage import ArtifactServer, Storage
+from controllers.lib.archive import UnsafeArchive, extract_tarball, file_digest
 
 
 def make_tree(root: Path, files: dict[str, str], order=None) -> Path:
@@ -287,7 +288,7 @@ def test_link_points_next_to_the_artifact_and_is_replaced(storage):
 
 
 def test_secure_join_stops_at_a_symlink_loop(tmp_path):
-    from controllers.source.storage import SymlinkLoop, secure_join
+    from controllers.lib.archive import SymlinkLoop, secure_join
 
     (tmp_path / "loop").symlink_to("loop")
     with pytest.raises(SymlinkLoop, match="too many levels of symbolic links") as caught:
@@ -296,7 +297,7 @@ def test_secure_join_stops_at_a_symlink_loop(tmp_path):
 
 
 def test_secure_join_never_leaves_the_root(tmp_path):
-    from controllers.source.storage import secure_join
+    from controllers.lib.archive import secure_join
 
     root = tmp_path / "root"
     (root / "dir").mkdir(parents=True)

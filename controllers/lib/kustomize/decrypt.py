@@ -32,8 +32,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from controllers.kustomize.errors import BuildError
-from controllers.kustomize.tree import is_remote, kustomizations, relative, secure_join
+from controllers.lib.kustomize.errors import BuildError
+from controllers.lib.kustomize.tree import is_remote, kustomizations, relative, secure_join
 
 PROVIDER = "sops"
 AGE_KEY_EXT, PGP_KEY_EXT = ".agekey", ".asc"

@@ -7,10 +7,10 @@ import os
 import pytest
 import yaml
 
-from controllers.kustomize.build import build, split_documents
-from controllers.kustomize.errors import ArtifactError, BuildError
+from controllers.lib.kustomize.build import build, split_documents
+from controllers.lib.kustomize.errors import ArtifactError, BuildError
 
-from .conftest import configmap, write_tree
+from ...conftest import configmap, write_tree
 
 DEPLOYMENT = """
 apiVersion: apps/v1
@@ -230,7 +230,7 @@ def test_remote_bases_refused_with_no_remote_bases(tmp_path, reference):
 def test_remote_bases_cannot_be_fetched_offline_even_unrecognised(tmp_path, kustomize_bin):
     """With --no-remote-bases kustomize runs without git or network: a remote reference the check does not
     recognise still fails, without reaching the network."""
-    from controllers.kustomize.build import run_kustomize
+    from controllers.lib.kustomize.build import run_kustomize
 
     write_tree(tmp_path, {"kustomization.yaml": "resources:\n- example.invalid/org/repo/path\n"})
     with pytest.raises(BuildError, match="kustomize build failed"):

@@ -164,7 +164,7 @@ def check_dependencies(kube: KubeClient, kind: ResourceType, obj: Mapping, *, so
 
 
 def _ready_by_expression(dep: Dependency, obj: Mapping, dependency: Mapping) -> bool:
-    from controllers.kustomize.health import CELEvaluationError, CelExpression, InvalidCELExpression
+    from controllers.lib.health import CELEvaluationError, CelExpression, InvalidCELExpression
 
     try:
         expression = CelExpression(dep.ready_expr, variables=("self", "dep"))

@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from controllers import __version__
-from controllers.source import ignore
-from controllers.source.storage import walk_tree  # one walk order for every archive
-from controllers.source.storage import file_digest
+from controllers.lib import ignore
+from controllers.lib.archive import walk_tree  # one walk order for every archive
+from controllers.lib.archive import file_digest
 
 USER_AGENT = f"fluxpy/{__version__}"
 

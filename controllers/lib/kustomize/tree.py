@@ -1,7 +1,7 @@
 """The extracted source tree as kustomize sees it: kustomization files, paths confined to the root, remote
 references, and YAML read and written the way Flux's Go libraries do.
 
-- :func:`secure_join` (``controllers.source.storage``'s, re-exported) resolves a path inside the root as
+- :func:`secure_join` (``controllers.lib.archive``'s, re-exported) resolves a path inside the root as
   Flux's securejoin does: ``..`` and symlinks never leave it (they are clamped to it).
 - :func:`kustomizations` walks a kustomization and the local directories its ``resources``/``components``
   name; :func:`file_references` and :func:`plugin_references` list every path one kustomization (and its
@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from controllers.source.storage import secure_join  # noqa: F401 - re-exported: build and decrypt use it
+from controllers.lib.archive import secure_join  # noqa: F401 - re-exported: build and decrypt use it
 
 #: The file names kustomize recognises, in its order of preference.
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")

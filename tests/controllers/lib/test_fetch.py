@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from controllers.kustomize.errors import ArtifactError
-from controllers.kustomize.fetch import fetch_artifact
+from controllers.lib.kustomize.errors import ArtifactError
+from controllers.lib.fetch import fetch_artifact
 
 
 def tarball(files: dict[str, bytes], *, evil: str | None = None) -> bytes:

@@ -9,7 +9,7 @@ import pytest
 
 from controllers.api.builtin import DEPLOYMENT, NAMESPACE
 from controllers.api.kinds import kind_by_name
-from controllers.kustomize.health import (
+from controllers.lib.health import (
     CURRENT, FAILED, IN_PROGRESS, NOT_FOUND, TERMINATING, UNKNOWN, HealthCheckFailed, HealthResult,
     InvalidCELExpression, ObjectStatus, StatusReader, check_health, compile_health_check_exprs, compute_status,
     health_check_refs, stage_waiter,

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from controllers.source import ociclient as oc
+from controllers.lib import ociclient as oc
 from controllers.source.oci import select_tag
 from servers.net import hanging_endpoint, refused_endpoint  # noqa: F401
 from servers.registry import registry, registry_htpasswd, registry_tls, registry_token, tarball_with  # noqa: F401

@@ -6,7 +6,7 @@ import pytest
 
 from controllers.api.builtin import CONFIGMAP
 from controllers.api.kinds import kind_by_name
-from controllers.kustomize.inventory import (
+from controllers.lib.kustomize.inventory import (
     HandoverGrace, PruneError, finalize, finalizer_should_delete, find_pending_claimants, inventory_from_changes,
     inventory_refs, is_settled, pending_claimants, prune, stale_objects,
 )

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from controllers.api.builtin import SECRET
-from controllers.kustomize.build import build
-from controllers.kustomize.errors import BuildError, EncryptedSecretError
+from controllers.lib.kustomize.build import build
+from controllers.lib.kustomize.errors import BuildError, EncryptedSecretError
 
-from .conftest import new_age_key, sops_encrypt, write_tree
+from ...conftest import new_age_key, sops_encrypt, write_tree
 
 SECRET_MANIFEST = """
 apiVersion: v1

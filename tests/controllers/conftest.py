@@ -1,4 +1,4 @@
-"""Helpers for the kustomize build tests: source trees written from dicts, and SOPS keys made at test time
+"""Helpers for the kustomize build and kustomize-controller tests: source trees written from dicts, and SOPS keys made at test time
 with the real age-keygen and gpg (no private key is ever committed)."""
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import base64
 
 from controllers.api.builtin import SECRET
-from controllers.kustomize.diff import DRIFTED, diff_kustomization, render_diff
-from controllers.kustomize.inventory import inventory_from_changes
+from controllers.lib.kustomize.diff import DRIFTED, diff_kustomization, render_diff
+from controllers.lib.kustomize.inventory import inventory_from_changes
 from controllers.runtime.apply import CREATED, DELETED, SKIPPED, ResourceManager, kustomization_apply_options
 
 

@@ -9,11 +9,11 @@ As Flux's fetcher (fluxcd/pkg/http/fetch): the body is saved to a temporary file
 (``sha256:``, ``sha384:`` or ``sha512:``; a bare hex is sha256) compared with ``artifact.digest`` before
 anything is extracted; connection failures, 5xx and 429 answers are retried ``retries`` times with
 exponential back-off (5 s to 30 s by default, as Flux); ``hostname`` replaces the URL's host (Flux's
-``SOURCE_CONTROLLER_LOCALHOST``). Extraction is :func:`controllers.source.storage.extract_tarball`, which
+``SOURCE_CONTROLLER_LOCALHOST``). Extraction is :func:`controllers.lib.archive.extract_tarball`, which
 refuses absolute paths, ``..``, links leaving the destination and special files, with no size cap (as
 Flux's kustomize-controller). ``timeout`` bounds the whole download, retries included.
 
-Failures raise :class:`~controllers.kustomize.errors.ArtifactError` (reason ArtifactFailed) with Flux's
+Failures raise :class:`~controllers.lib.kustomize.errors.ArtifactError` (reason ArtifactFailed) with Flux's
 messages: ``failed to download archive from <url> (status: 500 Internal Server Error)``, ``file not
 found``, ``failed to verify archive: computed digest doesn't match provided '<digest>' ...``,
 ``failed to extract archive ...: <why>``.
@@ -30,7 +30,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from controllers.kustomize.errors import ArtifactError
+from controllers.lib.kustomize.errors import ArtifactError
 
 DEFAULT_TIMEOUT = 300.0
 RETRY_WAIT = (5.0, 30.0)
@@ -50,7 +50,7 @@ def fetch_artifact(artifact: dict, dest: str | os.PathLike, *, timeout: float = 
                    retry_wait: tuple[float, float] = RETRY_WAIT, hostname: str | None = None) -> Path:
     """Download ``artifact`` (a ``status.artifact``: ``url``, ``digest``), verify it and extract it into
     ``dest`` (created); return ``dest``."""
-    from controllers.source.storage import UnsafeArchive, extract_tarball
+    from controllers.lib.archive import UnsafeArchive, extract_tarball
 
     url, digest = artifact.get("url") or "", artifact.get("digest") or ""
     if hostname:

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 import yaml
 
 from controllers.api.objects import dig
-from controllers.kustomize.inventory import PRUNE_EXCLUSIONS, inventory_from_changes, stale_objects
+from controllers.lib.kustomize.inventory import PRUNE_EXCLUSIONS, inventory_from_changes, stale_objects
 from controllers.runtime.apply import (
     CONFIGURED, CREATED, DELETED, SKIPPED, ChangeSet, DryRunError, ObjectRef, ResourceManager,
     kustomization_apply_options,

@@ -10,11 +10,11 @@ import base64
 import pytest
 
 from controllers.api.builtin import CONFIGMAP, SECRET
-from controllers.kustomize.build import build
-from controllers.kustomize.envsubst import EnvsubstError, PostBuild, VariableNotSet, expand, substitute_text
-from controllers.kustomize.errors import BuildError
+from controllers.lib.kustomize.build import build
+from controllers.lib.kustomize.envsubst import EnvsubstError, PostBuild, VariableNotSet, expand, substitute_text
+from controllers.lib.kustomize.errors import BuildError
 
-from .conftest import configmap, write_tree
+from ...conftest import configmap, write_tree
 
 VARS = {"a": "hello", "empty": "", "path": "/usr/local/bin", "img": "nginx:1.2.3", "n": "2", "word": "Flux"}
 

@@ -4,11 +4,11 @@ For the reconciler::
 
     result = build(root, spec, name=..., namespace=..., kube=kube)   # BuildResult(objects, digest)
 
-``root`` is the extracted artifact (see :mod:`controllers.kustomize.fetch`), ``spec`` the Kustomization's
+``root`` is the extracted artifact (see :mod:`controllers.lib.fetch`), ``spec`` the Kustomization's
 spec, ``kube`` a client that may read the decryption Secret and the ``substituteFrom`` ConfigMaps/Secrets
-(the build never writes to the cluster). Failures raise :class:`~controllers.kustomize.errors.BuildError`
-(reason BuildFailed), :class:`~controllers.kustomize.errors.ArtifactError` (ArtifactFailed: ``spec.path``
-not in the artifact) or :class:`~controllers.kustomize.errors.EncryptedSecretError` (ReconciliationFailed),
+(the build never writes to the cluster). Failures raise :class:`~controllers.lib.kustomize.errors.BuildError`
+(reason BuildFailed), :class:`~controllers.lib.kustomize.errors.ArtifactError` (ArtifactFailed: ``spec.path``
+not in the artifact) or :class:`~controllers.lib.kustomize.errors.EncryptedSecretError` (ReconciliationFailed),
 each with Flux's message shape. The steps, as Flux's kustomize-controller runs them:
 
 1. ``spec.path`` is resolved inside the root (``..`` and symlinks cannot leave it);
@@ -22,7 +22,7 @@ each with Flux's message shape. The steps, as Flux's kustomize-controller runs t
 4. every path the kustomizations read is checked to stay inside the root, and remote bases are refused
    with ``no_remote_bases`` (kustomize then also runs without git and network);
 5. the real ``kustomize build --load-restrictor LoadRestrictionsNone`` (plugins, exec and helm disabled);
-6. per object, SOPS decryption, then ``postBuild`` substitution (:mod:`controllers.kustomize.envsubst`)
+6. per object, SOPS decryption, then ``postBuild`` substitution (:mod:`controllers.lib.kustomize.envsubst`)
    on its YAML text;
 7. the objects are read as Flux reads them (Lists expanded; documents without apiVersion/kind/name and
    kustomize's own config kinds dropped); ``digest`` is ``sha256:<hex>`` of the built YAML (Flux's history
@@ -50,10 +50,10 @@ from typing import Callable, Iterable
 
 import yaml
 
-from controllers.kustomize import tree
-from controllers.kustomize.decrypt import PROVIDER, DecryptionError, Decryptor, is_encrypted_secret
-from controllers.kustomize.envsubst import EnvsubstError, PostBuild
-from controllers.kustomize.errors import ArtifactError, BuildError, EncryptedSecretError
+from controllers.lib.kustomize import tree
+from controllers.lib.kustomize.decrypt import PROVIDER, DecryptionError, Decryptor, is_encrypted_secret
+from controllers.lib.kustomize.envsubst import EnvsubstError, PostBuild
+from controllers.lib.kustomize.errors import ArtifactError, BuildError, EncryptedSecretError
 from controllers.runtime.apply import Owner
 
 KUSTOMIZE_API_VERSION = "kustomize.config.k8s.io/v1beta1"
@@ -178,7 +178,7 @@ def _work_tree(path: Path) -> Path:
 def _ignore_rules(directory: Path, ignore_paths: Iterable[str]) -> tuple[Exclude | None, Exclude]:
     """flux build's filters: ``.sourceignore`` patterns and ``--ignore-paths`` for scanned files (only when
     there are any), and those plus the default exclusions for the kustomization's resources."""
-    from controllers.source import ignore
+    from controllers.lib import ignore
 
     patterns = ignore.load_ignore_files(directory)
     for entry in ignore_paths:

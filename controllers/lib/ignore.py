@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from controllers.source.storage import ArchiveFilter
+from controllers.lib.archive import ArchiveFilter
 
 IGNORE_FILE = ".sourceignore"
 EXCLUDE_VCS = ".git/,.gitignore,.gitmodules,.gitattributes"
