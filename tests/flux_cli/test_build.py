@@ -7,7 +7,7 @@ import yaml
 
 import flux_cli.commands.build  # noqa: F401  (registers ``build kustomization``)
 import flux_cli.commands.envsubst  # noqa: F401  (registers ``envsubst``)
-from tests.controllers.kustomize.conftest import new_age_key, sops_encrypt, write_tree as write
+from tests.controllers.conftest import new_age_key, sops_encrypt, write_tree as write
 
 KUSTOMIZATION = """
 apiVersion: kustomize.toolkit.fluxcd.io/v1
