@@ -92,5 +92,6 @@ KUSTOMIZATION = Kind(
     printer_columns=(age_column(), *ready_columns()),
     cli_names=("kustomization", "kustomizations", "ks"),
     source_ref_path="spec.sourceRef", revision_path="status.lastAppliedRevision", revision_verb="applied",
+    retry_interval_paths=("spec.retryInterval", "spec.interval"),
     controller="kustomize-controller",
 )

@@ -79,6 +79,9 @@ class Kind(ResourceType):
     revision_path: str = ""
     #: the verb ``reconcile`` prints with the revision: "fetched" for sources, "applied" for appliers.
     revision_verb: str = "applied"
+    #: dotted paths to the interval after which the controller retries a failed object, first one set wins
+    #: (e.g. Kustomization: spec.retryInterval, then spec.interval); () means exponential backoff.
+    retry_interval_paths: tuple[str, ...] = ()
     #: the controller that reconciles this kind (used for install components and health reporting).
     controller: str = ""
 
@@ -86,6 +89,18 @@ class Kind(ResourceType):
     def display(self) -> str:
         """The canonical CLI name, e.g. 'source git'."""
         return self.cli_names[0] if self.cli_names else self.kind.lower()
+
+    def retry_interval(self, obj: dict) -> tuple[float, str] | None:
+        """``(seconds, path)`` of the first of :attr:`retry_interval_paths` the object sets, or None
+        (the controller's exponential backoff)."""
+        from controllers.api.duration import parse_duration
+        from controllers.api.objects import dig
+
+        for path in self.retry_interval_paths:
+            value = dig(obj, path)
+            if value:
+                return parse_duration(str(value)), path
+        return None
 
     @property
     def resource_type(self) -> ResourceType:

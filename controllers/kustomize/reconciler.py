@@ -323,11 +323,6 @@ class KustomizationReconciler(Reconciler):
         seconds = parse_duration(value) if value else _interval(obj) - 30.0
         return max(seconds, self.options.min_timeout)
 
-    def retry_interval(self, obj: Mapping) -> float:
-        """Flux retries a failed Kustomization after ``spec.retryInterval``, else its interval."""
-        value = dig(obj, "spec.retryInterval")
-        return parse_duration(value) if value else _interval(obj)
-
     # ------------------------------------------------------------------ reconcile
 
     def reconcile(self, ctx: ReconcileContext, obj: dict) -> Success:

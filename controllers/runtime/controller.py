@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 
 from controllers.api.duration import format_duration, parse_duration
 from controllers.api.meta import FINALIZER
-from controllers.api.types import ResourceType
+from controllers.api.types import Kind, ResourceType
 from controllers.runtime import predicates
 from controllers.runtime.conditions import Conditions
 from controllers.runtime.events import EventRecorder
@@ -109,9 +109,11 @@ class Reconciler(abc.ABC):
         return predicates.default(old, new)
 
     def retry_interval(self, obj: dict) -> float | None:
-        """Seconds until a failed reconciliation without its own ``requeue_after`` is retried; None (the
-        default): the per-object exponential backoff."""
-        return None
+        """Seconds until a failed reconciliation without its own ``requeue_after`` is retried. Default: the
+        kind's ``retry_interval_paths`` (e.g. a Kustomization's spec.retryInterval, else spec.interval),
+        and None without them: the per-object exponential backoff."""
+        found = self.kind.retry_interval(obj) if isinstance(self.kind, Kind) else None
+        return found[0] if found else None
 
     def leader_runnables(self) -> list:
         """Objects with ``start()``/``stop()`` run only while this process leads (e.g. an artifact server);

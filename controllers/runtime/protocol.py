@@ -18,9 +18,11 @@ REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 class ReconcileFailed(Exception):
     """The object was reconciled but is not Ready; the message is its Ready condition's."""
 
-    def __init__(self, obj: dict, message: str):
+    def __init__(self, obj: dict, message: str, retry: str = ""):
         super().__init__(message)
         self.obj = obj
+        #: when the controller tries again (see :func:`retry_note`), "" when unknown.
+        self.retry = retry
 
 
 def now_token() -> str:
@@ -59,21 +61,53 @@ def ready_settled(obj: dict) -> bool:
 
 def wait_ready(kube: KubeClient, kind: Kind, name: str, namespace: str | None, *, timeout: float,
                token: str | None = None) -> dict:
-    """Wait until the controller handled ``token`` (if given) and Ready settled; raise ReconcileFailed if False."""
+    """Wait until the controller handled ``token`` (if given) and Ready settled; raise ReconcileFailed if False.
+
+    A failure ends the wait as soon as it is the verdict on this request: the controller echoed ``token``
+    (or, without a token, Ready=False was written for the current generation). A failing object is retried
+    by its controller with Reconciling=True, so waiting for it to "settle" would last the whole timeout.
+    """
 
     def done(obj: dict) -> bool:
         if token is not None and dig(obj, "status.lastHandledReconcileAt") != token:
             return False
-        return ready_settled(obj)
+        return ready_settled(obj) or failed_now(obj)
 
     what = f"{kind.kind} '{namespace + '/' if namespace else ''}{name}' reconciliation"
     obj = kube.wait_for(kind, name, namespace, done, timeout=timeout, what=what)
     ready = find_condition(obj, "Ready") or {}
     if ready.get("status") != "True":
-        raise ReconcileFailed(obj, ready.get("message") or ready.get("reason") or "not ready")
+        raise ReconcileFailed(obj, ready.get("message") or ready.get("reason") or "not ready",
+                              retry=retry_note(kind, obj))
     return obj
 
 
+def failed_now(obj: dict) -> bool:
+    """Whether Ready=False was written for the object's current generation (a failed attempt on it)."""
+    ready = find_condition(obj, "Ready") or {}
+    generation = obj["metadata"].get("generation")
+    return ready.get("status") == "False" and (generation is None or ready.get("observedGeneration") == generation)
+
+
+def retry_note(kind: Kind, obj: dict) -> str:
+    """When the controller tries a failed object again, as the kind's controller decides it: never by
+    itself when Stalled; every ``spec.retryInterval``/``spec.interval`` for kinds that declare those
+    (``Kind.retry_interval_paths``); otherwise with the runtime's exponential backoff."""
+    from controllers.api.duration import format_duration
+    from controllers.runtime.settings import ControllerSettings
+
+    controller = kind.controller or "its controller"
+    if (find_condition(obj, "Stalled") or {}).get("status") == "True":
+        return f"the {controller} will not retry until the object changes"
+    try:
+        found = kind.retry_interval(obj)
+    except ValueError:
+        found = None
+    if found:
+        return f"the {controller} retries it every {format_duration(found[0])} ({found[1]})"
+    settings = ControllerSettings()
+    return (f"the {controller} keeps retrying with exponential backoff, "
+            f"{format_duration(settings.min_retry_delay)} doubling up to {format_duration(settings.max_retry_delay)}")
 
 
 def component_health(kube: KubeClient, namespace: str, component: str) -> tuple[bool, str]:

@@ -153,7 +153,7 @@ def apply_or_export(a: App, kind: "Kind", obj: dict, *, export: bool, wait: bool
     """Print ``obj`` as YAML (``--export``), or apply it and wait for its controller's verdict."""
     from controllers.runtime import protocol
     from controllers.runtime.apply import CLI_FIELD_MANAGER
-    from flux_cli.commands.lifecycle import report_ready
+    from flux_cli.commands.lifecycle import reconcile_failed, report_ready
 
     if export:
         a.terminal.yaml([obj])
@@ -170,7 +170,7 @@ def apply_or_export(a: App, kind: "Kind", obj: dict, *, export: bool, wait: bool
     try:
         ready = protocol.wait_ready(a.kube, kind, name, ns, timeout=a.timeout)
     except protocol.ReconcileFailed as exc:
-        raise CLIError(f"{label} reconciliation failed: {exc}") from None
+        raise reconcile_failed(label, exc) from None
     a.terminal.success(f"{kind.kind} reconciliation completed")
     report_ready(a, kind, ready)
     return ready

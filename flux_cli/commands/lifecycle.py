@@ -84,9 +84,16 @@ def _wait(a: App, kind: "Kind", name: str, ns: str | None, token: str | None) ->
     try:
         obj = protocol.wait_ready(a.kube, kind, name, ns, timeout=a.timeout, token=token)
     except protocol.ReconcileFailed as exc:
-        raise CLIError(f"{_label(kind, ns, name)} reconciliation failed: {exc}") from None
+        raise reconcile_failed(_label(kind, ns, name), exc) from None
     a.terminal.success(f"{kind.kind} reconciliation completed")
     return obj
+
+
+def reconcile_failed(label: str, exc) -> CLIError:
+    """The one line for a failed reconciliation (a ``protocol.ReconcileFailed``): the Ready message, then
+    when the controller tries again."""
+    retry = f"; {exc.retry}" if exc.retry else ""
+    return CLIError(f"{label} reconciliation failed: {exc}{retry}")
 
 
 def source_of(kind: "Kind", obj: dict) -> tuple["Kind", str, str | None] | None:
