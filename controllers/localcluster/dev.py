@@ -622,8 +622,8 @@ def _alive(pid: int | None, argv: Sequence[str] | None = None) -> bool:
         return False
     popen = _CHILDREN.get(pid)
     if popen is not None:
-        if popen.poll() is not None:
-            return False
+        # our own unreaped child: its pid cannot be reused, and between fork and exec its cmdline is still ours
+        return popen.poll() is None
     else:
         with contextlib.suppress(ChildProcessError, OSError):
             if os.waitpid(pid, os.WNOHANG)[0] == pid:

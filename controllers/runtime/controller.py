@@ -112,7 +112,8 @@ class Reconciler(abc.ABC):
         """Seconds until a failed reconciliation without its own ``requeue_after`` is retried. Default: the
         kind's ``retry_interval_paths`` (e.g. a Kustomization's spec.retryInterval, else spec.interval),
         and None without them: the per-object exponential backoff."""
-        found = self.kind.retry_interval(obj) if isinstance(self.kind, Kind) else None
+        kind = getattr(self, "kind", None)  # abstract test reconcilers may declare none
+        found = kind.retry_interval(obj) if isinstance(kind, Kind) else None
         return found[0] if found else None
 
     def leader_runnables(self) -> list:

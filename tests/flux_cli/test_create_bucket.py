@@ -61,11 +61,12 @@ def test_create_bucket_waits_for_the_fetched_revision(fluxpy, kube, kubeconfig, 
     assert base64.b64decode(secret["data"]["secretkey"]).decode() == s3_server.secret_key
     assert kube.get(BUCKET, "podinfo", namespace)["spec"]["secretRef"] == {"name": "bucket-podinfo"}
 
-    # a wrong bucket name: the controller retries (Reconciling), so the CLI waits until its timeout, as flux
+    # a wrong bucket name: the CLI ends on the controller's failure for this generation, not at its timeout
     res = fluxpy("create", "source", "bucket", "podinfo", "--bucket-name", "missing-bucket", "--endpoint",
                  s3_server.endpoint, "--insecure", "--secret-ref", "bucket-podinfo", "-n", namespace,
-                 "--kubeconfig", str(kubeconfig), "--timeout", "3s")
-    assert res.exit_code == 1 and "timed out" in res.stderr
+                 "--kubeconfig", str(kubeconfig), "--timeout", "30s")
+    assert res.exit_code == 1 and "timed out" not in res.stderr, res.stderr
+    assert "bucket 'missing-bucket' not found; the source-controller keeps retrying" in res.stderr
     ready = find_condition(kube.get(BUCKET, "podinfo", namespace), "Ready")
     assert ready["status"] == "False" and ready["message"] == "bucket 'missing-bucket' not found"
 

@@ -97,10 +97,12 @@ def test_create_waits_for_the_applied_revision(fluxpy, kube, kubeconfig, namespa
         assert kube.get(CONFIGMAP, "settings", namespace)["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] \
             == "app"
 
-        # an update to a path that does not exist: the controller retries (Reconciling), the CLI times out, as flux
+        # an update to a path that does not exist: the CLI ends on the controller's verdict and its retry period
         res = fluxpy("create", "kustomization", "app", "--source", "app", "--path", "./nowhere", "-n", namespace,
-                     "--kubeconfig", str(kubeconfig), "--timeout", "3s")
-        assert res.exit_code == 1 and "timed out" in res.stderr, res.stderr
+                     "--kubeconfig", str(kubeconfig), "--timeout", "30s")
+        assert res.exit_code == 1 and "timed out" not in res.stderr, res.stderr
+        assert "nowhere: no such file or directory; the kustomize-controller retries it every 1m0s (spec.interval)" \
+            in res.stderr
         assert "✔ Kustomization updated" in res.stderr
         ks = kube.get(KUSTOMIZATION, "app", namespace)
         assert ks["spec"]["path"] == "./nowhere"
