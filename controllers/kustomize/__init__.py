@@ -3,7 +3,7 @@
 The build half, from an artifact to the objects to apply (it reads Secrets/ConfigMaps, never writes):
 
 - :mod:`~controllers.lib.fetch` — ``fetch_artifact(artifact, dest, timeout=...)``: download, digest
-  check, safe extraction;
+  check, safe extraction (its ``FetchError`` becomes ``ArtifactError``, a 404 a wait);
 - :mod:`~controllers.lib.kustomize.build` — ``build(root, spec, name=, namespace=, kube=) -> BuildResult``
   (``objects``, ``digest``): path, generated kustomization and the spec's overlay, SOPS decryption, the real
   kustomize, post-build substitution, commonMetadata; ``build_local`` and ``objects_to_yaml`` for

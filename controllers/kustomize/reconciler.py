@@ -55,7 +55,7 @@ from controllers.lib.kustomize.build import build, resolve_path
 from controllers.lib.dependencies import CachingResolver, DependencyCycle, check_dependencies, dependencies_of
 from controllers.kustomize.drift import DriftWatcher
 from controllers.lib.kustomize.errors import ArtifactError
-from controllers.lib.fetch import fetch_artifact
+from controllers.lib.fetch import DEFAULT_RETRIES, ArtifactNotFound, FetchError, fetch_artifact
 from controllers.lib.health import (HealthCheckFailed, InvalidCELExpression, StatusReader, check_health,
                                           compile_health_check_exprs, health_check_refs)
 from controllers.lib.kustomize.inventory import (HandoverGrace, PruneError, PruneResult, finalizer_should_delete,
@@ -114,7 +114,7 @@ class Options:
     """Refuse sources in another namespace."""
     no_remote_bases: bool = False
     """Refuse remote kustomize bases (only local files of the artifact are built)."""
-    http_retry: int = 9
+    http_retry: int = DEFAULT_RETRIES
     """Retries of a failed artifact download."""
     sops_age_secret: str = ""
     """A Secret in the runtime namespace with a fallback age key for SOPS."""
@@ -408,13 +408,13 @@ class KustomizationReconciler(Reconciler):
         with tempfile.TemporaryDirectory(prefix="kustomization-") as tmp:
             try:
                 fetch_artifact(artifact, tmp, timeout=timeout, retries=self.options.http_retry,
-                               hostname=_localhost_override(artifact))
-            except ArtifactError as exc:
-                if exc.message == "file not found":
-                    raise Waiting(f"Source is not ready, artifact not found, retrying in "
-                                  f"{format_duration(ctx.requeue_dependency)}",
-                                  reason=meta.ARTIFACT_FAILED_REASON) from None
-                raise
+                               user_agent="fluxpy-kustomize-controller")
+            except ArtifactNotFound:
+                raise Waiting(f"Source is not ready, artifact not found, retrying in "
+                              f"{format_duration(ctx.requeue_dependency)}",
+                              reason=meta.ARTIFACT_FAILED_REASON) from None
+            except FetchError as exc:
+                raise ArtifactError(exc.message) from None
             resolve_path(Path(tmp), spec.get("path") or "")
             status["lastAttemptedRevision"] = revision
             ctx.progress(f"Building manifests for revision {revision} with a timeout of {took}")
@@ -749,13 +749,6 @@ def _revision_annotations(revision: str, origin: str) -> dict[str, str]:
     return out
 
 
-def _localhost_override(artifact: Mapping) -> str | None:
-    """Flux's ``SOURCE_CONTROLLER_LOCALHOST`` (``SOURCE_WATCHER_LOCALHOST`` for source-watcher artifacts)."""
-    if "//source-watcher" in str(artifact.get("url", "")):
-        return os.environ.get("SOURCE_WATCHER_LOCALHOST") or None
-    return os.environ.get("SOURCE_CONTROLLER_LOCALHOST") or None
-
-
 def _exists(kube: KubeClient, rt, name: str, namespace: str) -> bool:
     try:
         kube.get(rt, name, namespace)
@@ -828,7 +821,7 @@ def new_reconciler(args: argparse.Namespace) -> KustomizationReconciler:
         default_service_account=getattr(args, "default_service_account", ""),
         no_cross_namespace_refs=bool(getattr(args, "no_cross_namespace_refs", False)),
         no_remote_bases=bool(getattr(args, "no_remote_bases", False)),
-        http_retry=int(getattr(args, "http_retry", 9)),
+        http_retry=int(getattr(args, "http_retry", DEFAULT_RETRIES)),
         sops_age_secret=getattr(args, "sops_age_secret", ""),
         runtime_namespace=os.environ.get("RUNTIME_NAMESPACE", ""),
         disallowed_field_managers=tuple(getattr(args, "override_manager", ()) or ()),

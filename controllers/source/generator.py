@@ -33,10 +33,6 @@ import shutil
 import stat
 import tempfile
 import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import zlib
 from pathlib import Path
 from typing import Iterable
@@ -54,7 +50,7 @@ from controllers.runtime.predicates import artifact_revision_changed
 from controllers.source import common
 from controllers.lib.ignore import archive_filter, glob_regex
 from controllers.source.storage import Storage
-from controllers.lib.archive import UnsafeArchive, extract_tarball
+from controllers.lib.fetch import DEFAULT_RETRIES, FetchError, fetch_artifact
 from controllers.lib.values import merge_maps
 
 GENERATOR_LABEL = "source.extensions.fluxcd.io/generator"
@@ -469,46 +465,6 @@ def hash_observed_sources(sources: dict[str, ObservedSource]) -> str:
     return "sha256:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def fetch_artifact(url: str, digest: str, dest: Path, *, retries: int = 3, timeout: float = 60.0) -> None:
-    """Download a source artifact, verify its digest and extract it safely into ``dest``.
-
-    ``$SOURCE_CONTROLLER_LOCALHOST`` replaces the URL's host (as Flux's fetcher does)."""
-    override = os.environ.get("SOURCE_CONTROLLER_LOCALHOST")
-    if override:
-        url = urllib.parse.urlsplit(url)._replace(netloc=override).geturl()
-    with tempfile.TemporaryFile() as tmp:
-        for attempt in range(retries + 1):
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp:
-                    tmp.seek(0)
-                    tmp.truncate()
-                    shutil.copyfileobj(resp, tmp, 1 << 16)
-                break
-            except urllib.error.HTTPError as exc:
-                if exc.code == 404:
-                    raise CopyError("artifact not found") from None
-                if attempt == retries or exc.code < 500:
-                    raise CopyError(f"failed to download archive from {url} (status: {exc.code} {exc.reason})") from None
-            except (urllib.error.URLError, OSError) as exc:
-                if attempt == retries:
-                    reason = getattr(exc, "reason", exc)
-                    raise CopyError(f"failed to download archive: GET {url}: {reason}") from None
-            time.sleep(min(0.2 * 2 ** attempt, 2.0))
-        tmp.seek(0)
-        h = hashlib.sha256()
-        for chunk in iter(lambda: tmp.read(1 << 20), b""):
-            h.update(chunk)
-        expected = digest if ":" in digest else f"sha256:{digest}"
-        if f"sha256:{h.hexdigest()}" != expected:
-            raise CopyError(f"failed to verify archive: computed digest doesn't match provided '{expected}'")
-        tmp.seek(0)
-        dest.mkdir(parents=True, exist_ok=True)
-        try:
-            extract_tarball(tmp.read(), dest, max_size=-1)
-        except UnsafeArchive as exc:
-            raise CopyError(f"failed to extract archive: {exc}") from None
-
-
 # --------------------------------------------------------------------------- the reconciler
 
 class ArtifactGeneratorReconciler(common.SourceReconciler):
@@ -523,7 +479,7 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
     #: ``--no-cross-namespace-refs``: sources must be in the generator's namespace.
     no_cross_namespace_refs = False
     #: ``--http-retry``: retries of an artifact download.
-    http_retry = 9
+    http_retry = DEFAULT_RETRIES
     #: The field manager of the ExternalArtifacts (Flux's controller name).
     field_manager = SOURCE_WATCHER
 
@@ -589,8 +545,8 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
         try:
             try:
                 local = self._fetch_sources(observed, workspace / "sources")
-            except CopyError as exc:
-                raise self._source_failure(ctx, f"fetch sources failed: {exc}") from None
+            except FetchError as exc:
+                raise self._source_failure(ctx, f"fetch sources failed: {exc.message}") from None
             refs = [self._produce(ctx, obj, output, observed, local, workspace)
                     for output in obj["spec"].get("artifacts") or []]
         finally:
@@ -661,7 +617,8 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
     def _fetch_sources(self, observed: dict[str, ObservedSource], directory: Path) -> dict[str, Path]:
         local = {}
         for alias, src in observed.items():
-            fetch_artifact(src.url, src.digest, directory / alias, retries=self.http_retry)
+            fetch_artifact({"url": src.url, "digest": src.digest}, directory / alias, retries=self.http_retry,
+                           user_agent="fluxpy-source-watcher")
             local[alias] = directory / alias
         return local
 
@@ -788,5 +745,5 @@ def new_reconciler(args: argparse.Namespace) -> ArtifactGeneratorReconciler:
     """Factory for ``controllers.components`` (source-watcher)."""
     reconciler = ArtifactGeneratorReconciler.from_args(args, SOURCE_WATCHER)
     reconciler.no_cross_namespace_refs = bool(getattr(args, "no_cross_namespace_refs", False))
-    reconciler.http_retry = int(getattr(args, "http_retry", 9))
+    reconciler.http_retry = int(getattr(args, "http_retry", DEFAULT_RETRIES))
     return reconciler

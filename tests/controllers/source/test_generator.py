@@ -251,7 +251,8 @@ def test_unsafe_source_archive_is_rejected(kube, namespace, storage, generator):
                     [{"name": "out", "copy": [{"from": "@repo/**", "to": "@artifact/"}]}])
     obj = wait_generator(kube, namespace, "g", ready_with("False", "SourceFetchFailed"), "unsafe archive")
     message = find_condition(obj, "Ready")["message"]
-    assert message.startswith("fetch sources failed: failed to extract archive: ") and "../escape.yaml" in message
+    assert message.startswith("fetch sources failed: failed to extract archive (check whether file size exceeds "
+                              "max download size): ") and "../escape.yaml" in message
     assert not (storage.base_dir.parent / "escape.yaml").exists()
 
 
