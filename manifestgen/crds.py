@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from controllers.api import kinds as registry
-from controllers.api.types import Kind, PrinterColumn
+from controllers.api.types import Kind, OlderVersion, PrinterColumn
 
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -35,29 +35,44 @@ def _names(kind: Kind) -> dict[str, Any]:
     return names
 
 
-def open_api_schema(kind: Kind) -> dict[str, Any]:
-    """The openAPIV3Schema of a kind: apiVersion, kind, metadata, spec and (when it has one) status."""
+def open_api_schema(kind: Kind, older: OlderVersion | None = None) -> dict[str, Any]:
+    """The openAPIV3Schema of a kind (or of one of its ``older`` versions): apiVersion, kind, metadata,
+    spec and (when it has one) status."""
+    spec_schema = older.spec_schema if older else kind.spec_schema
+    status_schema = older.status_schema if older and older.status_schema is not None else kind.status_schema
     properties: dict[str, Any] = {
         "apiVersion": {"type": "string", "description": "Versioned schema of this representation."},
         "kind": {"type": "string", "description": "REST resource this object represents."},
         "metadata": {"type": "object"},
-        "spec": copy.deepcopy(kind.spec_schema),
+        "spec": copy.deepcopy(spec_schema),
     }
-    if kind.status_schema:
-        properties["status"] = copy.deepcopy(kind.status_schema)
-    description = kind.spec_schema.get("description") or f"{kind.kind} ({kind.api_version})."
+    if status_schema:
+        properties["status"] = copy.deepcopy(status_schema)
+    description = spec_schema.get("description") or f"{kind.kind} ({kind.group}/{older.name if older else kind.version})."
     return {"description": description, "type": "object", "properties": properties}
 
 
-def crd_manifest(kind: Kind) -> dict[str, Any]:
-    """The CustomResourceDefinition of one kind: one served and stored version, status subresource when
-    the kind has a status, printer columns, short names and categories."""
-    version: dict[str, Any] = {"name": kind.version, "served": True, "storage": True}
-    if kind.status_schema:
+def _version(kind: Kind, older: OlderVersion | None = None) -> dict[str, Any]:
+    """One entry of ``spec.versions``: the storage version, or a deprecated one still served."""
+    version: dict[str, Any] = {"name": older.name if older else kind.version, "served": True,
+                               "storage": older is None}
+    if older:
+        version["deprecated"] = True
+        version["deprecationWarning"] = kind.deprecation_warning(older)
+    schema = open_api_schema(kind, older)
+    if "status" in schema["properties"]:
         version["subresources"] = {"status": {}}
-    if kind.printer_columns:
-        version["additionalPrinterColumns"] = [_column(c) for c in kind.printer_columns]
-    version["schema"] = {"openAPIV3Schema": open_api_schema(kind)}
+    columns = older.printer_columns if older and older.printer_columns is not None else kind.printer_columns
+    if columns:
+        version["additionalPrinterColumns"] = [_column(c) for c in columns]
+    version["schema"] = {"openAPIV3Schema": schema}
+    return version
+
+
+def crd_manifest(kind: Kind) -> dict[str, Any]:
+    """The CustomResourceDefinition of one kind: the storage version and every older version Flux still
+    serves (deprecated, no conversion webhook), status subresource where the version has a status,
+    printer columns, short names and categories."""
     labels = {PART_OF_LABEL: PART_OF}
     if kind.controller:
         labels[COMPONENT_LABEL] = kind.controller
@@ -69,7 +84,7 @@ def crd_manifest(kind: Kind) -> dict[str, Any]:
             "group": kind.group,
             "names": _names(kind),
             "scope": "Namespaced" if kind.namespaced else "Cluster",
-            "versions": [version],
+            "versions": [_version(kind)] + [_version(kind, older) for older in kind.older_versions],
         },
     }
 

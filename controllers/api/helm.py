@@ -6,8 +6,8 @@ from controllers.api.meta import (
     age_column, common_metadata, dependency_refs, interval, kubeconfig_ref, kustomize_images,
     kustomize_patches, ready_columns, selector, status, suspend, verification,
 )
-from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Int, Map, Preserve, Str, Time, obj
-from controllers.api.types import Kind
+from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Int, Map, Preserve, Str, Time, derive, obj
+from controllers.api.types import Kind, OlderVersion
 
 #: Kinds spec.chart.spec.sourceRef may name (a HelmChart is then generated).
 CHART_SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket")
@@ -245,3 +245,14 @@ HELM_RELEASE = Kind(
     revision_verb="applied",
     controller="helm-controller",
 )
+
+#: helm.toolkit.fluxcd.io/v2beta2, still served by Flux 2.7 (deprecated): v2 without the fields it added,
+#: plus chart.spec.valuesFile and the post renderers' patchesStrategicMerge/patchesJson6902.
+HELM_RELEASE = HELM_RELEASE.serving(OlderVersion("v2beta2", derive(
+    HELM_RELEASE.spec_schema,
+    add={"chart.spec.valuesFile": Str("Deprecated: a values file merged over the chart's values; use "
+                                      "valuesFiles."),
+         **{f"postRenderers[].kustomize.{name}": field for name, field in meta.legacy_kustomize_patches().items()}},
+    remove=("commonMetadata", "dependsOn[].readyExpr", "install.strategy", "upgrade.strategy",
+            *(f"{action}.{switch}" for action in ("install", "upgrade")
+              for switch in ("disableSchemaValidation", "disableTakeOwnership"))))))

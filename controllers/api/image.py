@@ -7,7 +7,7 @@ from controllers.api.meta import (
     access_from, age_column, interval, label_selector, local_ref, ready_columns, status, suspend,
 )
 from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Int, Map, Str, Time, obj
-from controllers.api.types import Kind, PrinterColumn
+from controllers.api.types import Kind, OlderVersion, PrinterColumn
 
 REFLECTOR = "image-reflector-controller"
 AUTOMATION = "image-automation-controller"
@@ -189,5 +189,10 @@ IMAGE_UPDATE_AUTOMATION = Kind(
     cli_group="images", source_ref_path="spec.sourceRef", revision_path="status.lastPushCommit",
     revision_verb="pushed", controller=AUTOMATION,
 )
+
+# v1beta2, still served by Flux 2.7 (deprecated), with the same fields as v1.
+IMAGE_REPOSITORY, IMAGE_POLICY, IMAGE_UPDATE_AUTOMATION = (
+    kind.serving(OlderVersion("v1beta2", kind.spec_schema))
+    for kind in (IMAGE_REPOSITORY, IMAGE_POLICY, IMAGE_UPDATE_AUTOMATION))
 
 IMAGE_KINDS = (IMAGE_REPOSITORY, IMAGE_POLICY, IMAGE_UPDATE_AUTOMATION)

@@ -6,8 +6,8 @@ from controllers.api.meta import (
     age_column, common_metadata, cross_namespace_source_ref, dependency_refs, interval, kubeconfig_ref,
     kustomize_images, kustomize_patches, local_ref, ready_columns, status, suspend,
 )
-from controllers.api.schema import Arr, Bool, Duration, Enum, Int, Map, Str, Time, obj
-from controllers.api.types import Kind
+from controllers.api.schema import Arr, Bool, Duration, Enum, Int, Map, Str, Time, derive, obj
+from controllers.api.types import Kind, OlderVersion
 
 #: Kinds a Kustomization may take its artifact from.
 SOURCE_KINDS = ("OCIRepository", "GitRepository", "Bucket", "ExternalArtifact")
@@ -95,3 +95,13 @@ KUSTOMIZATION = Kind(
     retry_interval_paths=("spec.retryInterval", "spec.interval"),
     controller="kustomize-controller",
 )
+
+#: kustomize.toolkit.fluxcd.io/v1beta2, still served by Flux 2.7 (deprecated): v1 without the fields it
+#: added, plus the ones it dropped (validation, patchesStrategicMerge, patchesJson6902).
+KUSTOMIZATION = KUSTOMIZATION.serving(OlderVersion("v1beta2", derive(
+    KUSTOMIZATION.spec_schema,
+    add={"validation": Enum("none", "client", "server", doc="Deprecated and ignored: objects are validated "
+                                                            "by a server-side dry run."),
+         **meta.legacy_kustomize_patches()},
+    remove=("decryption.serviceAccountName", "deletionPolicy", "dependsOn[].readyExpr", "healthCheckExprs",
+            "ignoreMissingComponents", "namePrefix", "nameSuffix"))))

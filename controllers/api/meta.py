@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from controllers.api.types import PrinterColumn
-from controllers.api.schema import Arr, Bool, Duration, Field, Int, Map, Str, Time, UNSET, obj
+from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Int, Map, Preserve, Str, Time, UNSET, obj
 
 # --- API groups ---------------------------------------------------------------------------------------
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
@@ -265,6 +265,27 @@ def kustomize_patches(description: str = "Strategic merge or JSON6902 patches, o
         patch=Str("Patch document (strategic merge or JSON6902), YAML or JSON.", required=True),
         target=selector("Objects to patch; the patch's own identity when absent."),
     ), description)
+
+
+def legacy_kustomize_patches() -> dict[str, Field]:
+    """The patch fields of kustomize.toolkit.fluxcd.io/v1beta2 and helm.toolkit.fluxcd.io/v2beta2
+    post renderers that v1/v2 replaced with ``patches``: ``patchesStrategicMerge``, ``patchesJson6902``."""
+    operation = obj(
+        "A JSON6902 operation.",
+        op=Enum("test", "remove", "add", "replace", "move", "copy", doc="The operation.", required=True),
+        path=Str("JSON pointer of the target location.", required=True),
+        from_=Str("JSON pointer of the source location (move, copy)."),
+        value=Preserve("The value to add, replace or test."),
+    )
+    return {
+        "patchesStrategicMerge": Arr(Preserve("A strategic merge patch.", type="object"),
+                                     "Deprecated: strategic merge patches; use patches."),
+        "patchesJson6902": Arr(obj(
+            "A JSON6902 patch and the objects it applies to.",
+            patch=Arr(operation, "The operations.", required=True),
+            target=selector("Objects to patch."),
+        ), "Deprecated: JSON6902 patches; use patches."),
+    }
 
 
 def kustomize_images(description: str = "Image name/tag/digest overrides.") -> Field:

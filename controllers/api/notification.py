@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from controllers.api import meta
 from controllers.api.meta import age_column, local_ref, ready_columns, status, suspend
-from controllers.api.schema import Arr, Duration, Enum, Field, Map, Str, obj
-from controllers.api.types import Kind
+from controllers.api.schema import Arr, Duration, Enum, Field, Map, Str, derive, obj
+from controllers.api.types import Kind, OlderVersion
 
 NOTIFICATION_CONTROLLER = "notification-controller"
 
@@ -106,3 +106,12 @@ RECEIVER = Kind(
     cli_names=("receiver", "receivers"),
     controller=NOTIFICATION_CONTROLLER,
 )
+
+# --- v1beta2, still served by Flux 2.7 (deprecated) ------------------------------------------------------
+#: In v1beta2 Provider and Alert still had a status (they were reconciled); Provider lacked the fields below.
+_RECONCILED = dict(status_schema=status().schema, printer_columns=(age_column(), *ready_columns()))
+PROVIDER = PROVIDER.serving(OlderVersion(
+    "v1beta2", derive(PROVIDER.spec_schema, remove=("commitStatusExpr", "proxySecretRef", "serviceAccountName")),
+    **_RECONCILED))
+ALERT = ALERT.serving(OlderVersion("v1beta2", ALERT.spec_schema, **_RECONCILED))
+RECEIVER = RECEIVER.serving(OlderVersion("v1beta2", derive(RECEIVER.spec_schema, remove=("resourceFilter",))))

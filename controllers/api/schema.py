@@ -150,3 +150,52 @@ def obj(description: str = "", /, *, required: bool = False, default: Any = UNSE
     if required_names:
         extra["required"] = required_names
     return _node("object", description, required, default, nullable, rules, extra)
+
+
+def derive(schema: dict[str, Any], *, add: dict[str, Field] | None = None,
+           remove: Iterable[str] = ()) -> dict[str, Any]:
+    """A copy of an object ``schema`` with fields added and removed: how an older API version's schema
+    is stated as its difference from the storage version's.
+
+    Paths are dotted, ``[]`` steps into array items: ``"dependsOn[].readyExpr"``,
+    ``"postRenderers[].kustomize.patchesJson6902"``. Removing a field also drops it from ``required`` and
+    drops the CEL rules of its object that mention it (they would not compile without it). A path that
+    does not exist raises KeyError, so a derived schema cannot silently drift from its base.
+    """
+    import copy
+
+    derived = copy.deepcopy(schema)
+    for path in remove:
+        parent, name = _parent_of(derived, path)
+        if name not in parent.get("properties", {}):
+            raise KeyError(f"{path}: no such field to remove")
+        del parent["properties"][name]
+        if name in parent.get("required", []):
+            parent["required"] = [n for n in parent["required"] if n != name]
+            if not parent["required"]:
+                del parent["required"]
+        rules = [r for r in parent.get("x-kubernetes-validations", []) if f"self.{name}" not in r["rule"]]
+        if rules:
+            parent["x-kubernetes-validations"] = rules
+        else:
+            parent.pop("x-kubernetes-validations", None)
+    for path, field in (add or {}).items():
+        parent, name = _parent_of(derived, path)
+        parent.setdefault("properties", {})[name] = copy.deepcopy(field.schema)
+        if field.required:
+            parent.setdefault("required", []).append(name)
+    return derived
+
+
+def _parent_of(schema: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    """The object schema holding the last step of ``path``, and that step's name."""
+    *steps, name = path.split(".")
+    node = schema
+    for step in steps:
+        into_items = step.endswith("[]")
+        node = node["properties"][step[:-2] if into_items else step]
+        if into_items:
+            node = node["items"]
+    if name.endswith("[]"):
+        raise KeyError(f"{path}: the last step must name a field")
+    return node, name

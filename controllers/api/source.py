@@ -10,8 +10,8 @@ from controllers.api.meta import (
     access_from, age_column, artifact, interval, local_ref, namespaced_object_kind_ref, ready_columns,
     status, suspend, verification,
 )
-from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Str, obj
-from controllers.api.types import Kind, PrinterColumn
+from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Str, derive, obj
+from controllers.api.types import Kind, OlderVersion, PrinterColumn
 
 VERSION = "v1"
 SOURCE_CONTROLLER = "source-controller"
@@ -346,5 +346,24 @@ ARTIFACT_GENERATOR = Kind(
     controller=SOURCE_WATCHER,
 )
 
-SOURCE_KINDS = (OCI_REPOSITORY, BUCKET, GIT_REPOSITORY, HELM_REPOSITORY, HELM_CHART, EXTERNAL_ARTIFACT)
 
+# --- v1beta2, still served by Flux 2.7 (deprecated) ------------------------------------------------------
+# Each states only its difference from v1: the fields v1beta2 had that v1 dropped, minus v1's additions.
+def _v1beta2(kind: Kind, *, add: dict[str, Field] | None = None, remove: tuple[str, ...] = ()) -> Kind:
+    return kind.serving(OlderVersion("v1beta2", derive(kind.spec_schema, add=add, remove=remove)))
+
+
+GIT_REPOSITORY = _v1beta2(
+    GIT_REPOSITORY,
+    add={"accessFrom": access_from(),
+         "gitImplementation": Enum("go-git", "libgit2", doc="Deprecated and ignored: go-git is used.",
+                                   default="go-git")},
+    remove=("provider", "proxySecretRef", "serviceAccountName", "sparseCheckout"))
+BUCKET = _v1beta2(BUCKET, add={"accessFrom": access_from()}, remove=("serviceAccountName",))
+HELM_CHART = _v1beta2(HELM_CHART, add={"accessFrom": access_from(),
+                                       "valuesFile": Str("Deprecated: a values file merged over the chart's "
+                                                         "values; use valuesFiles.")})
+HELM_REPOSITORY = _v1beta2(HELM_REPOSITORY)
+OCI_REPOSITORY = _v1beta2(OCI_REPOSITORY)
+
+SOURCE_KINDS = (OCI_REPOSITORY, BUCKET, GIT_REPOSITORY, HELM_REPOSITORY, HELM_CHART, EXTERNAL_ARTIFACT)

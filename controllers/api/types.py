@@ -49,6 +49,23 @@ class PrinterColumn:
 
 
 @dataclasses.dataclass(frozen=True)
+class OlderVersion:
+    """A deprecated API version a kind's CRD still serves next to the storage version, as Flux 2.7's do
+    (no conversion webhook: the apiserver only rewrites ``apiVersion``, so the field names must agree
+    where the versions share a field)."""
+
+    name: str
+    #: OpenAPI v3 schema of ``spec`` in this version (often ``schema.derive`` of the storage one).
+    spec_schema: dict[str, Any] = dataclasses.field(compare=False, hash=False)
+    #: schema of ``status`` in this version; None: the storage version's.
+    status_schema: dict[str, Any] | None = dataclasses.field(default=None, compare=False, hash=False)
+    #: ``kubectl get`` columns of this version; None: the storage version's.
+    printer_columns: tuple[PrinterColumn, ...] | None = None
+    #: the apiserver's warning to clients of this version; "" for Flux's default wording.
+    deprecation_warning: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Kind(ResourceType):
     """A Flux kind: its API coordinates, CRD details, CLI names and capabilities.
 
@@ -64,6 +81,8 @@ class Kind(ResourceType):
     #: OpenAPI v3 schema of ``status``.
     status_schema: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
     printer_columns: tuple[PrinterColumn, ...] = ()
+    #: deprecated versions still served (``version`` is the storage version), e.g. v1beta2 sources.
+    older_versions: tuple[OlderVersion, ...] = dataclasses.field(default=(), compare=False)
     #: the names the CLI accepts, first one canonical, e.g. ("source git", "sources git", "gitrepository").
     cli_names: tuple[str, ...] = ()
     #: CLI group this kind belongs to for ``get <group> all`` (e.g. "sources"); "" for none.
@@ -89,6 +108,25 @@ class Kind(ResourceType):
     def display(self) -> str:
         """The canonical CLI name, e.g. 'source git'."""
         return self.cli_names[0] if self.cli_names else self.kind.lower()
+
+    def serving(self, *older: OlderVersion) -> "Kind":
+        """This kind with ``older`` versions served next to its storage version."""
+        return dataclasses.replace(self, older_versions=self.older_versions + older)
+
+    @property
+    def served_versions(self) -> tuple[str, ...]:
+        """Every version the CRD serves, storage version first."""
+        return (self.version, *(older.name for older in self.older_versions))
+
+    def at(self, version: str) -> ResourceType:
+        """This kind's resource at one of its :attr:`served_versions` (for paths of an older version)."""
+        if version not in self.served_versions:
+            raise ValueError(f"{self.kind} does not serve {self.group}/{version}")
+        return ResourceType(self.group, version, self.kind, self.plural, self.namespaced)
+
+    def deprecation_warning(self, older: OlderVersion) -> str:
+        """What the apiserver tells clients of an older version, in Flux's words."""
+        return older.deprecation_warning or f"{older.name} {self.kind} is deprecated, upgrade to {self.version}"
 
     def retry_interval(self, obj: dict) -> tuple[float, str] | None:
         """``(seconds, path)`` of the first of :attr:`retry_interval_paths` the object sets, or None

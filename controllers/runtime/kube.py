@@ -17,7 +17,9 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import logging
 import os
+import re
 import ssl
 import subprocess
 import tempfile
@@ -317,8 +319,31 @@ def _file_or_data(section: dict, key: str, base: Path) -> bytes | None:
     return None
 
 
+_WARNING = re.compile(r'^\d{3} \S+ "((?:[^"\\]|\\.)*)"')
+_warned: set[str] = set()
+
+
+def warning_text(header: str) -> str:
+    """The text of one RFC 7234 ``Warning`` header as the apiserver sends it (``299 - "text"``)."""
+    match = _WARNING.match(header.strip())
+    return re.sub(r"\\(.)", r"\1", match.group(1)) if match else header.strip()
+
+
+def log_warning_once(text: str) -> None:
+    """The default :attr:`KubeClient.on_warning`: log each distinct warning once per process, as
+    controller-runtime's KubeAPIWarningLogger (e.g. a deprecated API version applied from Git)."""
+    if text not in _warned:
+        _warned.add(text)
+        logging.getLogger("fluxpy").warning("Kubernetes API: %s", text)
+
+
 class KubeClient:
-    """A Kubernetes REST client bound to one server and one identity. Objects are plain dicts."""
+    """A Kubernetes REST client bound to one server and one identity. Objects are plain dicts.
+
+    ``on_warning`` receives the text of each ``Warning`` header the apiserver answers with (a deprecated
+    API version, an unknown field under ``fieldValidation=Warn``); set it per client to collect them."""
+
+    on_warning: Callable[[str], None] = staticmethod(log_warning_once)
 
     def __init__(self, server: str, *, ssl_context: ssl.SSLContext | None = None, credentials: _Credentials | None = None,
                  namespace: str = "default", tls_server_name: str | None = None,
@@ -529,6 +554,8 @@ class KubeClient:
             if resp.will_close:
                 conn.close()
                 self._local.conn = None
+            for header in resp.headers.get_all("Warning") or ():
+                self.on_warning(warning_text(header))
             return _decode(resp.status, data)
         raise AssertionError("unreachable")
 

@@ -29,8 +29,16 @@ def test_crd_shape(kind):
     assert names["singular"] == kind.singular
     assert names.get("shortNames", []) == list(kind.short_names)
     assert names.get("categories", []) == list(kind.categories)
-    [version] = spec["versions"]
+    version, *older = spec["versions"]
     assert version["name"] == kind.version and version["served"] and version["storage"]
+    assert "deprecated" not in version
+    assert [v["name"] for v in older] == [o.name for o in kind.older_versions]
+    for rendered, declared in zip(older, kind.older_versions):
+        assert rendered["served"] and not rendered["storage"] and rendered["deprecated"]
+        assert rendered["deprecationWarning"] == f"{declared.name} {kind.kind} is deprecated, upgrade to {kind.version}"
+        old_schema = rendered["schema"]["openAPIV3Schema"]
+        assert old_schema["properties"]["spec"] == declared.spec_schema
+        assert structural_problems(old_schema) == []
     assert version["additionalPrinterColumns"] == [
         {"name": c.name, "type": c.type, "jsonPath": c.json_path, **({"priority": c.priority} if c.priority else {})}
         for c in kind.printer_columns]
