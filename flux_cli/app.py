@@ -74,6 +74,7 @@ class App:
             from controllers.runtime.kube import KubeClient
 
             self._kube = KubeClient.from_kubeconfig(self.kubeconfig, self.context)
+            self._kube.on_warning = self.terminal.warning  # the apiserver's warnings, as kubectl prints them
         return self._kube
 
 

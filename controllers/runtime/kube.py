@@ -456,7 +456,7 @@ class KubeClient:
         clone = KubeClient(self.server, ssl_context=self._ssl, credentials=self._credentials, namespace=self.namespace,
                            tls_server_name=self._tls_server_name, impersonate=(user, tuple(groups)),
                            context_name=self.context_name, proxy=self._proxy)
-        clone._discovery = self._discovery
+        clone._discovery, clone.on_warning = self._discovery, self.on_warning
         return clone
 
     # ---------------------------------------------------------------- transport
