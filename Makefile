@@ -7,7 +7,7 @@ TOOLS := etcd kube-apiserver kustomize helm sops age age-keygen versitygw
 # OCI registry, gpg for signed commits, htpasswd for the registry's basic auth.
 APT_PACKAGES := sshd=openssh-server docker-registry=docker-registry gpg=gnupg htpasswd=apache2-utils
 
-.PHONY: setup system-deps tools lint-imports test demo demo-down completions bench
+.PHONY: setup system-deps tools lint-imports test demo demo-down completions golden bench
 
 setup: system-deps ## install fluxpy (editable) with its test dependencies
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
@@ -41,6 +41,9 @@ demo-down: ## stop the demo's Git server, the control plane and the controllers
 
 completions: ## regenerate the shell completion scripts under completions/
 	$(PYTHON) -c 'from pathlib import Path; from flux_cli.commands.completion import write_all; write_all(Path("completions"))'
+
+golden: ## regenerate the golden files of CLI and manifest output (then review the diff)
+	FLUXPY_UPDATE_GOLDEN=1 $(PYTHON) -m pytest -q tests/manifestgen tests/flux_cli/test_golden_output.py
 
 bench: setup tools ## print the CLI start-up figures
 	$(PYTHON) tests/bench/cli_startup.py

@@ -35,8 +35,12 @@ def run(argv: list[str] | None = None) -> None:
         from typer._completion_classes import completion_init
 
         completion_init()
-    args = normalize_bool_flags(hoist_global_flags(list(sys.argv[1:] if argv is None else argv)))
-    app(args=args, prog_name="fluxpy")
+    app(args=prepare_args(list(sys.argv[1:] if argv is None else argv)), prog_name="fluxpy")
+
+
+def prepare_args(argv: list[str]) -> list[str]:
+    """The command line as Typer parses it: global flags hoisted, flux's ``--flag=true|false`` rewritten."""
+    return normalize_bool_flags(hoist_global_flags(argv))
 
 
 def normalize_bool_flags(args: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ from controllers.api.meta import (
     kustomize_patches, ready_columns, selector, status, suspend, verification,
 )
 from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Int, Map, Preserve, Str, Time, derive, obj
-from controllers.api.types import Kind, OlderVersion
+from controllers.api.types import Column, Kind, OlderVersion
 
 #: Kinds spec.chart.spec.sourceRef may name (a HelmChart is then generated).
 CHART_SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket")
@@ -105,9 +105,10 @@ def _action_switches() -> dict:
 
 #: HelmRelease. ``source_ref_path`` is ``spec.chart.spec.sourceRef``; a release may instead set
 #: ``spec.chartRef`` (an OCIRepository, HelmChart or ExternalArtifact), which ``reconcile --with-source``
-#: must then follow. ``revision_path`` is the chart version of the newest ``status.history`` entry, as
-#: ``flux get hr`` prints it; with an empty history flux falls back to ``status.lastAttemptedRevision``
-#: (:func:`controllers.api.kinds.revision_of` does both).
+#: must then follow.
+#: the chart version of the newest release, else the last attempted one (as flux's ``get helmreleases``).
+_CHART_VERSION = Column("REVISION", ("status.history[0].chartVersion", "status.lastAttemptedRevision"))
+
 HELM_RELEASE = Kind(
     group=meta.HELM_GROUP, version="v2", kind="HelmRelease", plural="helmreleases",
     singular="helmrelease", short_names=("hr",),
@@ -241,7 +242,8 @@ HELM_RELEASE = Kind(
     printer_columns=(age_column(), *ready_columns()),
     cli_names=("helmrelease", "helmreleases", "hr"),
     source_ref_path="spec.chart.spec.sourceRef",
-    revision_path="status.history[0].chartVersion",
+    revision=_CHART_VERSION,
+    columns=(meta.source_column("spec.chartRef", "spec.chart.spec.sourceRef"), _CHART_VERSION, meta.SUSPENDED_COLUMN),
     revision_verb="applied",
     controller="helm-controller",
 )

@@ -7,7 +7,7 @@ from controllers.api.meta import (
     access_from, age_column, interval, label_selector, local_ref, ready_columns, status, suspend,
 )
 from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Int, Map, Str, Time, obj
-from controllers.api.types import Kind, OlderVersion, PrinterColumn
+from controllers.api.types import Column, Kind, OlderVersion, PrinterColumn
 
 REFLECTOR = "image-reflector-controller"
 AUTOMATION = "image-automation-controller"
@@ -63,12 +63,13 @@ IMAGE_REPOSITORY = Kind(
     ),
     cli_names=("image repository", "images repository", "imagerepository", "imagerepositories",
                "imgrepo", "imagerepo"),
-    cli_group="images", revision_path="status.lastScanResult.tagCount", revision_verb="fetched",
+    cli_group="images", revision=Column("TAGS", ("status.lastScanResult.tagCount",)), revision_verb="fetched",
+    columns=(Column("LAST SCAN", ("status.lastScanResult.scanTime",)), meta.SUSPENDED_COLUMN),
     controller=REFLECTOR,
 )
 
-#: ImagePolicy: ``revision_path`` points at ``status.latestRef``, an object that flux prints as
-#: ``<name>:<tag>[@<digest>]`` (:func:`controllers.api.kinds.revision_of` formats it).
+#: ImagePolicy: ``reconcile`` reports ``status.latestRef`` as ``<name>:<tag>[@<digest>]``; ``get`` shows
+#: IMAGE and TAG apart, as flux.
 IMAGE_POLICY = Kind(
     group=meta.IMAGE_GROUP, version="v1", kind="ImagePolicy", plural="imagepolicies",
     singular="imagepolicy", short_names=("imgpol", "imagepol"),
@@ -119,7 +120,8 @@ IMAGE_POLICY = Kind(
         age_column(),
     ),
     cli_names=("image policy", "images policy", "imagepolicy", "imagepolicies", "imgpol", "imagepol"),
-    cli_group="images", source_ref_path="spec.imageRepositoryRef", revision_path="status.latestRef",
+    cli_group="images", source_ref_path="spec.imageRepositoryRef", revision=Column("IMAGE", ("status.latestRef",), "image"),
+    columns=(Column("IMAGE", ("status.latestRef.name",)), Column("TAG", ("status.latestRef.tag",))),
     revision_verb="selected", controller=REFLECTOR,
 )
 IMAGE_UPDATE_AUTOMATION = Kind(
@@ -186,7 +188,8 @@ IMAGE_UPDATE_AUTOMATION = Kind(
     ),
     cli_names=("image update", "images update", "imageupdateautomation", "imageupdateautomations", "iua",
                "imgupd", "imgauto"),
-    cli_group="images", source_ref_path="spec.sourceRef", revision_path="status.lastPushCommit",
+    cli_group="images", source_ref_path="spec.sourceRef", revision=Column("COMMIT", ("status.lastPushCommit",)),
+    columns=(Column("LAST RUN", ("status.lastAutomationRunTime",)), meta.SUSPENDED_COLUMN),
     revision_verb="pushed", controller=AUTOMATION,
 )
 

@@ -10,8 +10,8 @@ from controllers.api.notification import ALERT, PROVIDER, RECEIVER
 from controllers.api.source import (
     ARTIFACT_GENERATOR, BUCKET, EXTERNAL_ARTIFACT, GIT_REPOSITORY, HELM_CHART, HELM_REPOSITORY, OCI_REPOSITORY,
 )
-from controllers.api.objects import dig
-from controllers.api.types import Kind
+from controllers.api.objects import dig, find_condition
+from controllers.api.types import Kind, truncate_hex
 
 #: Every kind, in the order ``flux get all`` lists them (sources, images, then the rest).
 KINDS: tuple[Kind, ...] = (
@@ -102,14 +102,18 @@ def kinds_of_component(name: str) -> tuple[Kind, ...]:
 
 
 def revision_of(kind: Kind, obj: dict[str, Any]) -> str:
-    """The revision the CLI prints for an object, following flux: HelmRelease falls back to
-    ``status.lastAttemptedRevision`` without history; ImagePolicy's ref is ``name:tag[@digest]``."""
-    if not kind.revision_path:
-        return ""
-    value = dig(obj, kind.revision_path)
-    if kind is HELM_RELEASE and not value:
-        value = dig(obj, "status.lastAttemptedRevision")
-    if isinstance(value, dict) and "name" in value:
-        ref = f"{value.get('name', '')}:{value.get('tag', '')}"
-        return f"{ref}@{value['digest']}" if value.get("digest") else ref
-    return "" if value is None else str(value)
+    """The revision ``reconcile`` and ``trace`` print for an object (the kind's :attr:`Kind.revision`)."""
+    return kind.revision.value(obj) if kind.revision else ""
+
+
+def ready_of(kind: Kind, obj: dict[str, Any]) -> tuple[str, str]:
+    """READY and MESSAGE as flux's ``get`` prints them: the Ready condition; "True" and the kind's fixed
+    message for kinds flux always shows ready; "False", "waiting to be reconciled" before any condition."""
+    if kind.static_ready and (kind.static_ready_when is None
+                              or dig(obj, kind.static_ready_when[0]) == kind.static_ready_when[1]):
+        return "True", kind.static_ready
+    ready = find_condition(obj, "Ready")
+    if not ready:
+        return "False", "waiting to be reconciled"
+    message = ready.get("message", "")
+    return ready.get("status", "Unknown"), truncate_hex(message) if kind.truncate_message else message

@@ -7,7 +7,7 @@ from controllers.api.meta import (
     kustomize_images, kustomize_patches, local_ref, ready_columns, status, suspend,
 )
 from controllers.api.schema import Arr, Bool, Duration, Enum, Int, Map, Str, Time, derive, obj
-from controllers.api.types import Kind, OlderVersion
+from controllers.api.types import Column, Kind, OlderVersion
 
 #: Kinds a Kustomization may take its artifact from.
 SOURCE_KINDS = ("OCIRepository", "GitRepository", "Bucket", "ExternalArtifact")
@@ -91,7 +91,10 @@ KUSTOMIZATION = Kind(
     ).schema,
     printer_columns=(age_column(), *ready_columns()),
     cli_names=("kustomization", "kustomizations", "ks"),
-    source_ref_path="spec.sourceRef", revision_path="status.lastAppliedRevision", revision_verb="applied",
+    source_ref_path="spec.sourceRef", revision=Column("REVISION", ("status.lastAppliedRevision",)), revision_verb="applied",
+    columns=(meta.source_column("spec.sourceRef"), Column("REVISION", ("status.lastAppliedRevision",), "hex"),
+             meta.SUSPENDED_COLUMN),
+    truncate_message=True,
     retry_interval_paths=("spec.retryInterval", "spec.interval"),
     controller="kustomize-controller",
 )

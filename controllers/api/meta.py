@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from controllers.api.types import PrinterColumn
+from controllers.api.types import Column, PrinterColumn
 from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Int, Map, Preserve, Str, Time, UNSET, obj
 
 # --- API groups ---------------------------------------------------------------------------------------
@@ -355,3 +355,17 @@ def ready_columns() -> tuple[PrinterColumn, PrinterColumn]:
 def age_column() -> PrinterColumn:
     """The Age printer column."""
     return PrinterColumn("Age", AGE_PATH, "date")
+
+
+# --- what `fluxpy get` prints between NAME and READY, shared by kinds (flux's get columns) --------------
+#: spec.suspend as True/False.
+SUSPENDED_COLUMN = Column("SUSPENDED", ("spec.suspend",), "bool")
+#: a source's artifact revision, hashes cut to 8 digits.
+ARTIFACT_REVISION_COLUMN = Column("REVISION", ("status.artifact.revision",), "hex")
+#: what a source's ``reconcile`` reports.
+ARTIFACT_REVISION = Column("REVISION", ("status.artifact.revision",))
+
+
+def source_column(*paths: str, option: str = "show-source") -> Column:
+    """SOURCE as ``Kind/namespace/name`` of the first reference found (``get --show-source`` only)."""
+    return Column("SOURCE", paths, "ref", option=option)

@@ -66,6 +66,7 @@ PROVIDER = Kind(
     printer_columns=(age_column(),),
     cli_names=("alert-provider", "alert-providers", "provider", "providers"),
     suspendable=True, reconcilable=False, controller=NOTIFICATION_CONTROLLER,
+    static_ready="Provider is Ready",
 )
 
 ALERT = Kind(
@@ -85,6 +86,7 @@ ALERT = Kind(
     printer_columns=(age_column(),),
     cli_names=("alert", "alerts"),
     suspendable=True, reconcilable=False, controller=NOTIFICATION_CONTROLLER,
+    columns=(meta.SUSPENDED_COLUMN,), static_ready="Alert is Ready",
 )
 
 RECEIVER = Kind(
@@ -104,7 +106,7 @@ RECEIVER = Kind(
     ).schema,
     printer_columns=(age_column(), *ready_columns()),
     cli_names=("receiver", "receivers"),
-    controller=NOTIFICATION_CONTROLLER,
+    columns=(meta.SUSPENDED_COLUMN,), controller=NOTIFICATION_CONTROLLER,
 )
 
 # --- v1beta2, still served by Flux 2.7 (deprecated) ------------------------------------------------------

@@ -7,10 +7,12 @@ from typing import Any
 def dig(obj: dict, path: str, default: Any = None) -> Any:
     """Return the value at a dotted path (``"status.artifact.revision"``), or ``default``.
 
-    A list element is addressed as ``history[0]`` or ``history.0``.
+    A list element is addressed as ``history[0]`` or ``history.0``; a key holding dots or slashes as
+    ``metadata.annotations["fluxcd.io/x"]``.
     """
     cur: Any = obj
-    for part in path.replace("[", ".").replace("]", "").split("."):
+    parts = _path_parts(path) if '["' in path else path.replace("[", ".").replace("]", "").split(".")
+    for part in parts:
         if isinstance(cur, dict):
             cur = cur.get(part)
         elif isinstance(cur, list) and part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
@@ -20,6 +22,12 @@ def dig(obj: dict, path: str, default: Any = None) -> Any:
         if cur is None:
             return default
     return cur
+
+
+def _path_parts(path: str) -> list[str]:
+    import re
+
+    return [quoted or plain for quoted, plain in re.findall(r'\["([^"]*)"\]|([^.\[\]]+)', path)]
 
 
 def find_condition(obj: dict, type_: str) -> dict | None:

@@ -11,7 +11,7 @@ from controllers.api.meta import (
     status, suspend, verification,
 )
 from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Str, derive, obj
-from controllers.api.types import Kind, OlderVersion, PrinterColumn
+from controllers.api.types import Column, Kind, OlderVersion, PrinterColumn
 
 VERSION = "v1"
 SOURCE_CONTROLLER = "source-controller"
@@ -50,6 +50,10 @@ def _git_include():
     )
 
 
+#: flux's ``get source ...`` columns; HelmChart keeps its SemVer revision whole.
+_SOURCE_LISTING = dict(columns=(meta.ARTIFACT_REVISION_COLUMN, meta.SUSPENDED_COLUMN), truncate_message=True)
+
+
 def _source_kind(kind: str, plural: str, cli_word: str, short_names: tuple[str, ...] = (), **fields) -> Kind:
     """A source.toolkit.fluxcd.io kind: CLI names ``source <word>``, in the ``sources`` group, reporting
     ``status.artifact.revision`` as "fetched", served by the source-controller."""
@@ -57,8 +61,8 @@ def _source_kind(kind: str, plural: str, cli_word: str, short_names: tuple[str, 
     return Kind(group=meta.SOURCE_GROUP, version=VERSION, kind=kind, plural=plural, singular=singular,
                 short_names=short_names,
                 cli_names=(f"source {cli_word}", f"sources {cli_word}", singular, plural, *short_names),
-                cli_group="sources", revision_path="status.artifact.revision", revision_verb="fetched",
-                controller=SOURCE_CONTROLLER, **fields)
+                cli_group="sources", revision=meta.ARTIFACT_REVISION, revision_verb="fetched",
+                controller=SOURCE_CONTROLLER, **{**_SOURCE_LISTING, **fields})
 
 
 GIT_REPOSITORY = _source_kind(
@@ -151,6 +155,7 @@ OCI_REPOSITORY = _source_kind(
 # --- HelmRepository -------------------------------------------------------------------------------------
 HELM_REPOSITORY = _source_kind(
     "HelmRepository", "helmrepositories", "helm", ("helmrepo",),
+    static_ready="Helm repository is Ready", static_ready_when=("spec.type", "oci"),  # never fetched
     spec_schema=obj(
         "A Helm chart repository (HTTP index or OCI registry).",
         url=Str("Repository address.", required=True, pattern=r"^(http|https|oci)://.*$"),
@@ -177,6 +182,7 @@ HELM_REPOSITORY = _source_kind(
 # --- HelmChart ------------------------------------------------------------------------------------------
 HELM_CHART = _source_kind(
     "HelmChart", "helmcharts", "chart", ("hc",), source_ref_path="spec.sourceRef",
+    columns=(Column("REVISION", ("status.artifact.revision",)), meta.SUSPENDED_COLUMN),  # a SemVer, kept whole
     spec_schema=obj(
         "A Helm chart taken from a HelmRepository, GitRepository or Bucket and packaged as an artifact.",
         chart=Str("Chart name in a repository, or path to the chart in a Git/Bucket artifact.", required=True),
@@ -272,6 +278,7 @@ BUCKET = _source_kind(
 #: cannot be suspended or reconciled. Its CRD ships with source-controller in Flux 2.7.
 EXTERNAL_ARTIFACT = _source_kind(
     "ExternalArtifact", "externalartifacts", "external", suspendable=False, reconcilable=False,
+    columns=(meta.ARTIFACT_REVISION_COLUMN, meta.source_column("spec.sourceRef", option="")),
     spec_schema=obj(
         "An artifact produced outside the source-controller.",
         sourceRef=namespaced_object_kind_ref("The object that produces this artifact."),
@@ -342,7 +349,8 @@ ARTIFACT_GENERATOR = Kind(
     cli_names=("artifact generator", "artifact generators", "artifacts generator", "artifacts generators",
                "artifactgenerator", "artifactgenerators", "ag"),
     cli_group="", suspendable=False, reconcilable=True,
-    revision_path="status.observedSourcesDigest", revision_verb="built",
+    revision=Column("REVISION", ("status.observedSourcesDigest",)), revision_verb="built",
+    columns=(Column("SUSPENDED", ('metadata.annotations["source.extensions.fluxcd.io/reconcile"]',), "disabled"),),
     controller=SOURCE_WATCHER,
 )
 

@@ -48,6 +48,71 @@ class PrinterColumn:
     description: str = ""
 
 
+_HEX = None  # compiled on first use: the CLI's import of this module stays cheap
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """A value ``fluxpy get`` prints for a kind (between NAME and READY), or ``reconcile`` reports.
+
+    ``paths`` are read in order, the first that holds a value wins (``objects.dig`` syntax); ``format`` is
+    one of :data:`COLUMN_FORMATS`; a column with ``option`` shows only with that ``get`` flag.
+    """
+
+    header: str
+    paths: tuple[str, ...]
+    format: str = "text"
+    option: str = ""
+
+    def __post_init__(self):
+        if self.format not in COLUMN_FORMATS:
+            raise ValueError(f"column {self.header}: unknown format {self.format!r}")
+
+    def value(self, obj: dict[str, Any]) -> str:
+        """The column's text for ``obj``, formatted as flux prints it."""
+        from controllers.api.objects import dig
+
+        value = next((v for v in (dig(obj, p) for p in self.paths) if v not in (None, "")), None)
+        return COLUMN_FORMATS[self.format](value, obj)
+
+
+def truncate_hex(text: str) -> str:
+    """Every run of 40 to 128 hex digits cut to its first 8, as flux's ``get`` shows commits and digests."""
+    global _HEX
+    if _HEX is None:
+        import re
+
+        _HEX = re.compile(r"\b[a-f0-9]{40,128}\b")
+    return _HEX.sub(lambda m: m.group(0)[:8], text)
+
+
+def _ref(value: Any, obj: dict) -> str:
+    if not isinstance(value, dict):
+        return ""
+    namespace = value.get("namespace") or obj.get("metadata", {}).get("namespace", "")
+    return f"{value.get('kind', '')}/{namespace}/{value.get('name', '')}"
+
+
+def _image(value: Any, obj: dict) -> str:
+    if not isinstance(value, dict):
+        return ""
+    ref = f"{value.get('name', '')}:{value.get('tag', '')}"
+    return f"{ref}@{value['digest']}" if value.get("digest") else ref
+
+
+#: how a column turns the value found into text: text, hex (commits and digests cut to 8 digits),
+#: bool (True/False), disabled (True when the value is "disabled"), ref (Kind/namespace/name),
+#: image (name:tag[@digest]).
+COLUMN_FORMATS = {
+    "text": lambda v, obj: "" if v is None else str(v),
+    "hex": lambda v, obj: "" if v is None else truncate_hex(str(v)),
+    "bool": lambda v, obj: str(v is True),
+    "disabled": lambda v, obj: str(v == "disabled"),
+    "ref": _ref,
+    "image": _image,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class OlderVersion:
     """A deprecated API version a kind's CRD still serves next to the storage version, as Flux 2.7's do
@@ -94,8 +159,16 @@ class Kind(ResourceType):
     #: dotted path to the source reference in the object for ``reconcile --with-source``
     #: (e.g. "spec.sourceRef"); "" when the kind has no source.
     source_ref_path: str = ""
-    #: dotted path to the revision ``get`` and ``reconcile`` print (e.g. "status.artifact.revision").
-    revision_path: str = ""
+    #: what ``reconcile`` reports after "<revision_verb> revision" (e.g. status.artifact.revision).
+    revision: Column | None = None
+    #: the columns ``get`` prints between NAME and READY/MESSAGE, as flux's ``get`` for the kind.
+    columns: tuple[Column, ...] = ()
+    #: whether ``get`` cuts commit hashes and digests in the Ready message to 8 digits (as flux, per kind).
+    truncate_message: bool = False
+    #: READY/MESSAGE of a kind flux shows as always ready (no Ready condition), e.g. "Alert is Ready";
+    #: with ``static_ready_when`` ``(path, value)`` only for objects that have that value there.
+    static_ready: str = ""
+    static_ready_when: tuple[str, str] | None = None
     #: the verb ``reconcile`` prints with the revision: "fetched" for sources, "applied" for appliers.
     revision_verb: str = "applied"
     #: dotted paths to the interval after which the controller retries a failed object, first one set wins

@@ -13,31 +13,25 @@ if TYPE_CHECKING:
     from controllers.api.types import Kind
 
 
-def summary_headers(kind: "Kind", *, namespaced_view: bool) -> list[str]:
-    """The columns flux shows for a kind: NAME, REVISION, SUSPENDED, READY, MESSAGE (as the kind has them)."""
+def shown_columns(kind: "Kind", options: frozenset[str] = frozenset()) -> list:
+    """The kind's ``get`` columns, those of a flag (e.g. --show-source) only when ``options`` has it."""
+    return [c for c in kind.columns if not c.option or c.option in options]
+
+
+def summary_headers(kind: "Kind", *, namespaced_view: bool, options: frozenset[str] = frozenset()) -> list[str]:
+    """The columns flux's ``get`` shows for the kind: [NAMESPACE] NAME, the kind's own, READY, MESSAGE."""
     headers = ["NAMESPACE"] if namespaced_view else []
-    headers.append("NAME")
-    if kind.revision_path:
-        headers.append("REVISION")
-    if kind.suspendable:
-        headers.append("SUSPENDED")
-    return headers + ["READY", "MESSAGE"]
+    return headers + ["NAME", *(c.header for c in shown_columns(kind, options)), "READY", "MESSAGE"]
 
 
-def summary_row(kind: "Kind", obj: dict, *, namespaced_view: bool, prefix: str = "") -> list[str]:
-    from controllers.api.kinds import revision_of
-    from controllers.api.objects import dig, find_condition
+def summary_row(kind: "Kind", obj: dict, *, namespaced_view: bool, prefix: str = "",
+                options: frozenset[str] = frozenset()) -> list[str]:
+    from controllers.api.kinds import ready_of
 
-    ready = find_condition(obj, "Ready") or {}
     row = [obj["metadata"].get("namespace", "")] if namespaced_view else []
     row.append(prefix + obj["metadata"]["name"])
-    if kind.revision_path:
-        row.append(revision_of(kind, obj))
-    if kind.suspendable:
-        row.append(str(bool(dig(obj, "spec.suspend", False))))
-    row.append(ready.get("status", "Unknown") if ready else "Unknown")
-    row.append(ready.get("message", "") if ready else "")
-    return row
+    row += [c.value(obj) for c in shown_columns(kind, options)]
+    return row + list(ready_of(kind, obj))
 
 
 def matches_status(obj: dict, selector: str | None) -> bool:
@@ -71,6 +65,8 @@ def get(
     label_selector: Optional[str] = typer.Option(None, "-l", "--label-selector", help="Filter by labels."),
     output: str = typer.Option("table", "-o", "--output", help="table, json or yaml."),
     no_header: bool = typer.Option(False, "--no-header", help="Omit the table header."),
+    show_source: bool = typer.Option(False, "--show-source", help="Show the source of Kustomizations and "
+                                                                  "HelmReleases (Kind/namespace/name)."),
 ) -> None:
     """Show the status of fluxpy objects."""
     a: App = ctx.obj
@@ -78,11 +74,14 @@ def get(
         raise CLIError(f"invalid --output {output!r}: expected table, json or yaml")
     parse_status_selector(status_selector)
     tgt = targets.resolve(target, allow_all=True)
+    options = frozenset({"show-source"} if show_source else ())
+    if show_source and not any(c.option == "show-source" for kind in tgt.kinds for c in kind.columns):
+        raise CLIError(f"--show-source applies to Kustomizations and HelmReleases, not {tgt.kinds[0].kind}")
     namespace = None if all_namespaces else a.namespace
     if watch:
         if tgt.many:
             raise CLIError("--watch needs a single kind, not 'all'")
-        return _watch(a, tgt, namespace, label_selector, status_selector, no_header)
+        return _watch(a, tgt, namespace, label_selector, status_selector, no_header, options)
 
     from controllers.runtime.kube import NotFound
 
@@ -107,7 +106,7 @@ def get(
             found.append((kind, objs))
 
     if output != "table":
-        objects = [o for _, objs in found for o in objs]
+        objects = [_without_managed_fields(o) for _, objs in found for o in objs]
         if tgt.name and not tgt.many:
             value = objects[0] if objects else {}
         else:
@@ -122,8 +121,14 @@ def get(
         if i:
             a.terminal.line()
         prefix = f"{kind.kind.lower()}/" if tgt.many else ""
-        rows = [summary_row(kind, o, namespaced_view=namespace is None, prefix=prefix) for o in objs]
-        a.terminal.table(summary_headers(kind, namespaced_view=namespace is None), rows, no_header=no_header)
+        rows = [summary_row(kind, o, namespaced_view=namespace is None, prefix=prefix, options=options) for o in objs]
+        a.terminal.table(summary_headers(kind, namespaced_view=namespace is None, options=options), rows,
+                         no_header=no_header)
+
+
+def _without_managed_fields(obj: dict) -> dict:
+    """The object as ``kubectl get -o yaml`` shows it: without ``metadata.managedFields``."""
+    return {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "managedFields"}}
 
 
 def _is_missing_api(exc) -> bool:
@@ -136,7 +141,7 @@ def _where(namespace: str | None, name: str) -> str:
     return f"{namespace}/{name}" if namespace else name
 
 
-def _watch(a: App, tgt, namespace, label_selector, status_selector, no_header) -> None:
+def _watch(a: App, tgt, namespace, label_selector, status_selector, no_header, options: frozenset[str]) -> None:
     """Print the table, then a row for each change until interrupted or --timeout."""
     import time
 
@@ -145,9 +150,9 @@ def _watch(a: App, tgt, namespace, label_selector, status_selector, no_header) -
     kind = tgt.kind
     field = f"metadata.name={tgt.name}" if tgt.name else None
     ns = namespace if kind.namespaced else None
-    headers = summary_headers(kind, namespaced_view=namespace is None)
+    headers = summary_headers(kind, namespaced_view=namespace is None, options=options)
     listed = a.kube.list(kind, ns, label_selector=label_selector, field_selector=field)
-    rows = [summary_row(kind, o, namespaced_view=namespace is None) for o in listed["items"]
+    rows = [summary_row(kind, o, namespaced_view=namespace is None, options=options) for o in listed["items"]
             if matches_status(o, status_selector)]
     a.terminal.table(headers, rows, no_header=no_header)
     rv = listed["metadata"].get("resourceVersion")
@@ -158,7 +163,8 @@ def _watch(a: App, tgt, namespace, label_selector, status_selector, no_header) -
                                            field_selector=field, timeout_seconds=int(max(1, deadline - time.monotonic()))):
                 rv = obj["metadata"].get("resourceVersion", rv)
                 if event in ("ADDED", "MODIFIED") and matches_status(obj, status_selector):
-                    a.terminal.table(headers, [summary_row(kind, obj, namespaced_view=namespace is None)],
+                    a.terminal.table(headers, [summary_row(kind, obj, namespaced_view=namespace is None,
+                                                           options=options)],
                                      no_header=True)
         except Gone:
             rv = a.kube.list(kind, ns, label_selector=label_selector, field_selector=field)["metadata"]["resourceVersion"]

@@ -80,8 +80,7 @@ def fluxpy(monkeypatch):
     """Run ``fluxpy ARGS...`` in-process (exit code, stdout, stderr), as tests/flux_cli does."""
     from typer.testing import CliRunner
 
-    from flux_cli.app import hoist_global_flags
-    from flux_cli.main import app  # it registers every command on the root app
+    from flux_cli.main import app, prepare_args  # it registers every command on the root app
     from tests.bootstrap.support import Result
 
     monkeypatch.setenv("NO_COLOR", "1")
@@ -91,7 +90,7 @@ def fluxpy(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-        result = CliRunner().invoke(app, hoist_global_flags(list(args)), input=input, env=env,
+        result = CliRunner().invoke(app, prepare_args(list(args)), input=input, env=env,
                                     catch_exceptions=False)
         return Result(result.exit_code, result.stdout, result.stderr)
 

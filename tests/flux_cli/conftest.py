@@ -8,8 +8,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from flux_cli.app import hoist_global_flags
-from flux_cli.main import app  # main registers every command on the root app
+from flux_cli.main import app, prepare_args  # main registers every command on the root app
 
 
 @dataclasses.dataclass
@@ -27,7 +26,7 @@ def fluxpy(monkeypatch):
     monkeypatch.delenv("FLUX_SYSTEM_NAMESPACE", raising=False)
 
     def run(*args: str, input: str | None = None) -> Result:
-        result = CliRunner().invoke(app, hoist_global_flags(list(args)), input=input, catch_exceptions=False)
+        result = CliRunner().invoke(app, prepare_args(list(args)), input=input, catch_exceptions=False)
         return Result(result.exit_code, result.stdout, result.stderr)
 
     return run

@@ -23,9 +23,10 @@ ARTIFACT = {"path": "demo/a.tar.gz", "url": "http://source-controller/demo/a.tar
 
 def revision_status(kind, revision: str) -> dict:
     """A status fragment holding ``revision`` where the kind reports it (a whole artifact for sources)."""
-    if kind.revision_path == "status.artifact.revision":
+    path = kind.revision.paths[0] if kind.revision else ""
+    if path == "status.artifact.revision":
         return {"artifact": {**ARTIFACT, "revision": revision}}
-    if kind.revision_path == "status.lastAppliedRevision":
+    if path == "status.lastAppliedRevision":
         return {"lastAppliedRevision": revision}
     return {}  # kinds whose "revision" is another shape (tag counts, chart versions) report just completion
 
@@ -47,9 +48,12 @@ def test_get_lists_and_selects(fluxpy, kubeconfig, kube, flux_crds, namespace, k
     assert res.exit_code == 0, res.stderr
     header, row = res.stdout.splitlines()[:2]
     assert header.split()[0] == "NAME" and header.split()[-2:] == ["READY", "MESSAGE"]
-    assert ("REVISION" in header) == bool(kind.revision_path)
-    assert ("SUSPENDED" in header) == kind.suspendable
-    assert row.split()[0] == "demo" and "Unknown" in row
+    assert header.split()[1:-2] == [w for c in kind.columns if not c.option for w in c.header.split()]
+    assert row.split()[0] == "demo"
+    if kind.static_ready and not kind.static_ready_when:
+        assert row.endswith(f"True    {kind.static_ready}")
+    else:  # nothing reconciled it yet: as flux shows it
+        assert row.endswith("False   waiting to be reconciled")
 
     one = fluxpy("get", kind.plural, "demo", "-n", namespace, "-o", "json", "--kubeconfig", str(kubeconfig))
     assert one.exit_code == 0, one.stderr
@@ -130,7 +134,7 @@ def test_reconcile_waits_for_the_controller(fluxpy, kubeconfig, kube, flux_crds,
     assert len(controller.handled) == 1
     obj = kube.get(kind, "demo", namespace)
     assert dig(obj, "status.lastHandledReconcileAt") == obj["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"]
-    if kind.revision_path and dig(obj, kind.revision_path) == revision:
+    if kind.revision and kind.revision.value(obj) == revision:
         assert f"{kind.revision_verb} revision {revision}" in res.stderr
     assert "reconciliation completed" in res.stderr
 
@@ -221,4 +225,4 @@ def test_get_watch_prints_changes_until_timeout(fluxpy, kubeconfig, kube, flux_c
     assert res.exit_code == 0, res.stderr
     assert 3.5 <= time.monotonic() - start < 15
     rows = [line for line in res.stdout.splitlines() if line.startswith("demo")]
-    assert "Unknown" in rows[0] and "True" in rows[-1] and "Applied revision: x" in rows[-1]
+    assert "waiting to be reconciled" in rows[0] and "True" in rows[-1] and "Applied revision: x" in rows[-1]

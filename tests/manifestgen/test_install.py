@@ -1,13 +1,12 @@
 """manifestgen.install: the install manifests generated from InstallOptions.
 
 Golden files live in tests/manifestgen/golden/; regenerate them on purpose only:
-``FLUXPY_UPDATE_GOLDEN=1 python -m pytest tests/manifestgen``. The CRDs' bodies are left out of the golden
+``make golden``. The CRDs' bodies are left out of the golden
 files (they are manifestgen.crds's output, tested there); which CRDs are installed, and their labels, are not.
 """
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from controllers.api import kinds
 from manifestgen import crds
 from manifestgen.install import GEN_WARNING, PART_OF, Manifest, dump_documents, generate
 from manifestgen.options import LOG_LEVELS, InstallOptions
+from tests.golden import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden"
 VERSION = "0.1.0"  # pinned so that releases do not churn the golden files
@@ -69,12 +69,7 @@ def manifest(request) -> Manifest:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(name):
     text = without_crd_bodies(generated(name))
-    path = GOLDEN / f"install-{name}.yaml"
-    if os.environ.get("FLUXPY_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"{path} is missing: run FLUXPY_UPDATE_GOLDEN=1 python -m pytest tests/manifestgen"
-    assert text == path.read_text(), f"generate() no longer matches {path.name}; if intended, regenerate it"
+    assert_golden(GOLDEN / f"install-{name}.yaml", text)
 
 
 def test_yaml_is_the_objects_as_documents(manifest):

@@ -1,11 +1,10 @@
 """manifestgen.sync: the files bootstrap commits (gotk-sync.yaml, kustomization.yaml), the source Secret and
 SSH keys — Flux's layout, header, object shapes and Secret keys.
 
-Golden files in tests/manifestgen/golden/ (``FLUXPY_UPDATE_GOLDEN=1`` regenerates them on purpose).
+Golden files in tests/manifestgen/golden/ (``make golden`` regenerates them on purpose).
 """
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -17,16 +16,13 @@ from manifestgen.sync import (ECDSA_CURVES, KEY_ALGORITHMS, GitSecretOptions, Sy
                               generate, generate_git_secret, generate_keypair, generate_kustomization,
                               kustomization_resources, load_keypair, normalize_kustomization_path,
                               safe_relative_path)
+from tests.golden import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
 def golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("FLUXPY_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert path.exists(), f"{path} is missing: run FLUXPY_UPDATE_GOLDEN=1 python -m pytest tests/manifestgen"
-    assert text == path.read_text(), f"the output no longer matches {path.name}; if intended, regenerate it"
+    assert_golden(GOLDEN / name, text)
 
 
 # --------------------------------------------------------------------------- paths

@@ -151,7 +151,8 @@ def test_components():
 def test_capabilities(name, suspendable, reconcilable, source_ref, revision, verb):
     kind = kind_by_name(name)
     assert (kind.suspendable, kind.reconcilable) == (suspendable, reconcilable)
-    assert (kind.source_ref_path, kind.revision_path, kind.revision_verb) == (source_ref, revision, verb)
+    revision_path = kind.revision.paths[0] if kind.revision else ""
+    assert (kind.source_ref_path, revision_path, kind.revision_verb) == (source_ref, revision, verb)
     assert ("suspend" in kind.spec_schema["properties"]) == suspendable
     if kind.source_ref_path:
         node = kind.spec_schema
@@ -202,3 +203,31 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=kinds.__file__.rsplit("/controllers/", 1)[0])
     assert out.stdout.strip() == ""
+
+
+def test_get_columns_format_values_as_flux():
+    from controllers.api.kinds import ready_of
+    from controllers.api.types import Column, truncate_hex
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    assert truncate_hex(f"main@sha1:{sha} and sha256:{'ab' * 32}") == "main@sha1:01234567 and sha256:abababab"
+    assert truncate_hex("v1.2.3 deadbeef") == "v1.2.3 deadbeef"
+    hr = {"metadata": {"namespace": "apps"}, "spec": {"chart": {"spec": {"sourceRef": {"kind": "HelmRepository",
+                                                                                          "name": "podinfo"}}}},
+          "status": {"lastAttemptedRevision": "6.5.4", "history": []}}
+    release = kind_by_name("hr")
+    assert [c.value(hr) for c in release.columns] == ["HelmRepository/apps/podinfo", "6.5.4", "False"]
+    assert Column("X", ("status.latestRef",), "image").value(
+        {"status": {"latestRef": {"name": "ghcr.io/a", "tag": "1", "digest": "sha256:x"}}}) == "ghcr.io/a:1@sha256:x"
+    generator = kind_by_name("artifact generator")
+    disabled = {"metadata": {"annotations": {"source.extensions.fluxcd.io/reconcile": "disabled"}}}
+    assert [c.value(disabled) for c in generator.columns] == ["True"]
+    assert ready_of(kind_by_name("source git"), {}) == ("False", "waiting to be reconciled")
+    assert ready_of(kind_by_name("alert"), {}) == ("True", "Alert is Ready")
+    helm_repo = kind_by_name("source helm")
+    assert ready_of(helm_repo, {"spec": {"type": "oci"}}) == ("True", "Helm repository is Ready")
+    failing = {"status": {"conditions": [{"type": "Ready", "status": "False", "message": f"fetch {sha} failed"}]}}
+    assert ready_of(helm_repo, failing) == ("False", "fetch 01234567 failed")
+    assert ready_of(release, failing) == ("False", f"fetch {sha} failed")  # flux keeps HelmRelease messages whole
+    with pytest.raises(ValueError, match="unknown format"):
+        Column("X", ("a",), "color")
