@@ -29,6 +29,7 @@ from typing import Callable, Protocol
 import yaml
 
 from controllers.lib import semver
+from controllers.lib.helm import HelmCLI, HelmError
 from controllers.source import helm_client, helm_index
 from controllers.lib.archive import UnsafeArchive, extract_tarball, secure_join
 from controllers.lib.values import merge_maps
@@ -308,7 +309,7 @@ def _unpack(archive: bytes, dest: Path) -> Path:
 # --------------------------------------------------------------------------- remote charts
 
 
-def build_remote(repo: ChartRepository, helm: helm_client.HelmCLI, name: str, wanted: str, out: Path,
+def build_remote(repo: ChartRepository, helm: HelmCLI, name: str, wanted: str, out: Path,
                  opts: BuildOptions) -> Build:
     """Pull (and, for values files or version metadata, repackage) a chart of a repository into ``out``."""
     if not name:
@@ -321,7 +322,7 @@ def build_remote(repo: ChartRepository, helm: helm_client.HelmCLI, name: str, wa
         cv = repo.chart_version(name, wanted)
     except (helm_index.ChartReferenceError, semver.InvalidConstraint) as exc:
         raise BuildError(CHART_REFERENCE, f"failed to get chart version for remote reference: {exc}") from None
-    except (helm_client.FetchError, helm_client.HelmError, helm_index.IndexError_) as exc:
+    except (helm_client.FetchError, HelmError, helm_index.IndexError_) as exc:
         raise BuildError(CHART_PULL, f"failed to get chart version for remote reference: {exc}") from None
     result = Build(name=cv["name"], version=cv["version"])
     if opts.version_metadata:
@@ -330,7 +331,7 @@ def build_remote(repo: ChartRepository, helm: helm_client.HelmCLI, name: str, wa
         return result
     try:
         data = repo.download(cv)
-    except (helm_client.FetchError, helm_client.HelmError) as exc:
+    except (helm_client.FetchError, HelmError) as exc:
         raise BuildError(CHART_PULL, f"failed to download chart for remote reference: {exc}") from None
 
     if not opts.requires_packaging:
@@ -381,12 +382,12 @@ def _merge_chart_values(chart_dir: Path, paths: list[str], ignore_missing: bool)
     return merged, used
 
 
-def _package(helm: helm_client.HelmCLI, chart_dir: Path, result: Build, out: Path) -> None:
+def _package(helm: HelmCLI, chart_dir: Path, result: Build, out: Path) -> None:
     """``helm package`` the chart at the build's version into ``out``."""
     with tempfile.TemporaryDirectory(prefix="chart-package-") as dest:
         try:
             archive = helm.package(chart_dir, dest, result.version)
-        except helm_client.HelmError as exc:
+        except HelmError as exc:
             raise BuildError(CHART_PACKAGE, f"failed to package chart: {exc}", result) from None
         shutil.move(str(archive), out)
     result.path = str(out)
@@ -396,7 +397,7 @@ def _package(helm: helm_client.HelmCLI, chart_dir: Path, result: Build, out: Pat
 # --------------------------------------------------------------------------- local charts
 
 
-def build_local(helm: helm_client.HelmCLI, workdir: Path, chart_path: str, out: Path, opts: BuildOptions,
+def build_local(helm: HelmCLI, workdir: Path, chart_path: str, out: Path, opts: BuildOptions,
                 dependencies: "DependencyManager") -> Build:
     """Build the chart at ``chart_path`` inside ``workdir`` (an unpacked source artifact) into ``out``."""
     if not chart_path:
@@ -526,7 +527,7 @@ class DependencyManager:
         self.resolve = resolve
         self._repositories: dict[str, ChartRepository] = {}
 
-    def build(self, helm: helm_client.HelmCLI, workdir: Path, chart_rel: str, chart_dir: Path, meta: dict) -> int:
+    def build(self, helm: HelmCLI, workdir: Path, chart_rel: str, chart_dir: Path, meta: dict) -> int:
         """Fetch the missing dependencies into ``chart_dir/charts``; how many were added."""
         requirements = _requirements(chart_dir, meta)
         present = _subchart_names(chart_dir / "charts")
@@ -542,17 +543,17 @@ class DependencyManager:
             if _is_local(dep):
                 try:
                     self._add_local(helm, workdir, chart_rel, chart_dir, dep)
-                except (ValueError, OSError, helm_index.IndexError_, helm_client.HelmError) as exc:
+                except (ValueError, OSError, helm_index.IndexError_, HelmError) as exc:
                     raise ValueError(f"failed to add local dependency '{key}': {exc}") from None
             else:
                 try:
                     self._add_remote(chart_dir, dep)
-                except (ValueError, helm_client.FetchError, helm_client.HelmError, helm_index.IndexError_,
+                except (ValueError, helm_client.FetchError, HelmError, helm_index.IndexError_,
                         helm_index.ChartReferenceError, semver.InvalidConstraint) as exc:
                     raise ValueError(f"failed to add remote dependency '{key}': {exc}") from None
         return len(missing)
 
-    def _add_local(self, helm: helm_client.HelmCLI, workdir: Path, chart_rel: str, chart_dir: Path,
+    def _add_local(self, helm: HelmCLI, workdir: Path, chart_rel: str, chart_dir: Path,
                    dep: dict) -> None:
         repository = dep.get("repository") or ""
         if repository:
@@ -605,7 +606,7 @@ class DependencyManager:
                              f"'{dep.get('repository')}': {exc}") from None
         try:
             data = repo.download(cv)
-        except (helm_client.FetchError, helm_client.HelmError) as exc:
+        except (helm_client.FetchError, HelmError) as exc:
             raise ValueError(f"chart download of version '{cv['version']}' failed: {exc}") from None
         try:
             validate(metadata_from_archive(data))

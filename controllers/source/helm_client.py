@@ -6,9 +6,9 @@
   ``insecure``; failures are :class:`AccessError` with Flux's messages, never a secret value;
 - :func:`http_get` is Helm's HTTP getter: basic auth only for the repository's own scheme and host unless
   ``passCredentials``, Go-shaped errors (``failed to fetch <url> : 401 Unauthorized``);
-- :class:`HelmCLI` runs ``helm`` with its own throw-away configuration, cache and registry login (never the
-  user's), bounded in time; :class:`OCIChartRepository` lists tags over the registry API and logs in and
-  pulls with ``helm registry login`` / ``helm pull oci://…``.
+- :class:`OCIChartRepository` lists tags over the registry API and logs in and pulls with
+  ``helm registry login`` / ``helm pull oci://…``, through ``controllers.lib.helm.HelmCLI`` (the real
+  ``helm`` with its own throw-away configuration, cache and registry login, bounded in time).
 """
 from __future__ import annotations
 
@@ -18,22 +18,21 @@ import http.client
 import os
 import shutil
 import ssl
-import subprocess
-import tempfile
 import time
 import urllib.parse
 from pathlib import Path
 
 from controllers.api.objects import dig
 from controllers.runtime.kube import KubeClient
-from controllers.lib import credentials, ociclient, semver
+from controllers.lib import credentials, semver
+from controllers.lib.helm import DEFAULT_TIMEOUT, HelmCLI, HelmError
+from controllers.lib.oci import registry as oci_registry
 from controllers.source import common, helm_index
 
 #: Helm's OCI tags use ``_`` where semver has ``+``.
 OCI_PLUS = "_"
 _MAX_REDIRECTS = 10
 _CHUNK = 1 << 16
-DEFAULT_TIMEOUT = 60.0
 
 
 class AccessError(Exception):
@@ -56,7 +55,7 @@ class RepositoryAccess:
     tls: credentials.TLSMaterial | None = None
     insecure: bool = False
     """OCI only: plain HTTP to the registry."""
-    oci_credentials: ociclient.Credentials | None = None
+    oci_credentials: oci_registry.Credentials | None = None
 
     def __repr__(self) -> str:  # never print credentials
         return f"RepositoryAccess(url={self.url!r}, timeout={self.timeout})"
@@ -117,15 +116,15 @@ def repository_access(kube: KubeClient, repo: dict, url: str | None = None) -> R
     return access
 
 
-def _oci_credentials(data: dict[str, bytes], url: str, secret_name: str) -> ociclient.Credentials | None:
+def _oci_credentials(data: dict[str, bytes], url: str, secret_name: str) -> oci_registry.Credentials | None:
     """Flux's LoginOptionFromSecret: a Docker config entry for the URL's host, or username/password."""
     host = urllib.parse.urlsplit(url).netloc
     config = data.get(".dockerconfigjson")
     if config is not None:
         try:
-            ref = ociclient.parse_repository_url(url)
-            creds = ociclient.credentials_from_docker_config(config, ref)
-        except (ValueError, ociclient.OCIError):
+            ref = oci_registry.parse_repository_url(url)
+            creds = oci_registry.credentials_from_docker_config(config, ref)
+        except (ValueError, oci_registry.OCIError):
             raise AccessError(f"failed to configure login options: unable to load Docker config from Secret "
                               f"'{secret_name}'") from None
         if creds is None:
@@ -140,7 +139,7 @@ def _oci_credentials(data: dict[str, bytes], url: str, secret_name: str) -> ocic
     if not username or not password:
         raise AccessError(f"failed to configure login options: invalid '{secret_name}' secret data: required "
                           "fields 'username' and 'password'")
-    return ociclient.Credentials(username, password)
+    return oci_registry.Credentials(username, password)
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -167,10 +166,10 @@ def http_get(href: str, access: RepositoryAccess, *, max_size: int, too_big: str
             raise FetchError(f'Get "{url}": unsupported protocol scheme "{parts.scheme}"')
         if not parts.netloc:
             raise FetchError(f'Get "{url}": http: no Host in request URL')
-        headers = {"User-Agent": ociclient.USER_AGENT}
+        headers = {"User-Agent": oci_registry.USER_AGENT}
         same_host = (parts.scheme, parts.netloc) == (base.scheme, base.netloc)
         if access.basic and all(access.basic) and (access.pass_credentials or same_host):
-            headers["Authorization"] = ociclient.Credentials(*access.basic).basic_header()
+            headers["Authorization"] = oci_registry.Credentials(*access.basic).basic_header()
         remaining = max(0.001, deadline - time.monotonic())
         conn = (http.client.HTTPSConnection(parts.netloc, timeout=remaining, context=context)
                 if parts.scheme == "https" else http.client.HTTPConnection(parts.netloc, timeout=remaining))
@@ -195,7 +194,7 @@ def http_get(href: str, access: RepositoryAccess, *, max_size: int, too_big: str
                     raise FetchError(too_big or f"response from {href} exceeds {max_size} bytes")
             return bytes(body)
         except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
-            detail = ociclient.describe_network_error(exc, parts.netloc)
+            detail = oci_registry.describe_network_error(exc, parts.netloc)
             if detail == "context deadline exceeded":
                 detail += " (Client.Timeout exceeded while awaiting headers)"
             raise FetchError(f'Get "{url}": {detail}') from None
@@ -250,88 +249,6 @@ class HTTPChartRepository:
         return download_chart(self.access, chart_version)
 
 
-# --------------------------------------------------------------------------- the helm binary
-
-
-class HelmError(Exception):
-    """``helm`` failed; the message is its ``Error: …`` line(s)."""
-
-
-class HelmCLI:
-    """The real ``helm`` with a private HELM_* home (config, cache, data, registry login) in a temporary
-    directory: use as a context manager; every call is bounded by ``timeout`` seconds."""
-
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT):
-        from controllers.localcluster.tools import ensure
-
-        self.binary = str(ensure("helm"))
-        self.timeout = timeout
-        self.home: Path | None = None
-
-    def __enter__(self) -> "HelmCLI":
-        self.home = Path(tempfile.mkdtemp(prefix="fluxpy-helm-"))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.home is not None:
-            shutil.rmtree(self.home, ignore_errors=True)
-            self.home = None
-
-    @property
-    def registry_config(self) -> str:
-        return str(self.home / "registry.json")
-
-    def _env(self) -> dict[str, str]:
-        home = self.home
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HELM_")}
-        env.update(HELM_CONFIG_HOME=str(home / "config"), HELM_CACHE_HOME=str(home / "cache"),
-                   HELM_DATA_HOME=str(home / "data"), HELM_PLUGINS=str(home / "plugins"),
-                   HELM_REGISTRY_CONFIG=self.registry_config,
-                   HELM_REPOSITORY_CONFIG=str(home / "repositories.yaml"),
-                   HELM_REPOSITORY_CACHE=str(home / "cache" / "repository"),
-                   HELM_CONTENT_CACHE=str(home / "cache" / "content"), NO_COLOR="1")
-        return env
-
-    def run(self, *args: str, stdin: str | None = None, cwd: str | None = None) -> str:
-        """Run ``helm args…``; its stdout, or HelmError with its error message."""
-        if self.home is None:
-            raise RuntimeError("HelmCLI must be used as a context manager")
-        try:
-            done = subprocess.run([self.binary, *args], input=stdin, capture_output=True, text=True, cwd=cwd,
-                                  env=self._env(), timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            raise HelmError(f"helm {args[0]} timed out after {self.timeout:g}s: context deadline exceeded") from None
-        if done.returncode != 0:
-            lines = [line.removeprefix("Error: ") for line in done.stderr.strip().splitlines()
-                     if line.strip() and not line.startswith(("WARNING:", "level=WARN"))]
-            raise HelmError("\n".join(lines) or f"helm {args[0]} exited with {done.returncode}")
-        return done.stdout
-
-    def tls_flags(self, tls: credentials.TLSMaterial | None) -> list[str]:
-        """``--ca-file/--cert-file/--key-file`` for TLS material written into the private home."""
-        if not tls:
-            return []
-        directory = self.home / "tls"
-        directory.mkdir(mode=0o700, exist_ok=True)
-        ca, cert, key = tls.write(directory)
-        flags = ["--ca-file", ca] if ca else []
-        if cert and key:
-            flags += ["--cert-file", cert, "--key-file", key]
-        return flags
-
-    def package(self, chart_dir: str | os.PathLike, dest: str | os.PathLike, version: str = "") -> Path:
-        """``helm package`` (optionally ``--version``); the path of the archive written into ``dest``."""
-        os.makedirs(dest, exist_ok=True)
-        args = ["package", str(chart_dir), "--destination", str(dest)]
-        if version:
-            args += ["--version", version]
-        out = self.run(*args)
-        path = out.strip().rpartition(": ")[2]
-        if not path or not os.path.isfile(path):
-            raise HelmError(f"helm package wrote no chart: {out.strip()}")
-        return Path(path)
-
-
 # --------------------------------------------------------------------------- OCI charts
 
 
@@ -359,17 +276,17 @@ class OCIChartRepository:
         self.helm.run(*args, *self.helm.tls_flags(self.access.tls), stdin=creds.password)
         self._logged_in = True
 
-    def chart_ref(self, name: str) -> ociclient.Reference:
-        return ociclient.Reference(self.registry, f"{self.path}/{name}".strip("/"))
+    def chart_ref(self, name: str) -> oci_registry.Reference:
+        return oci_registry.Reference(self.registry, f"{self.path}/{name}".strip("/"))
 
     def tags(self, name: str) -> list[str]:
         """The chart's versions: tags with ``_`` read as ``+``, only strict semantic versions (as Helm)."""
         ref = self.chart_ref(name)
-        with ociclient.client_for(ref, credentials=self.access.oci_credentials, insecure=self.access.insecure,
-                                  ssl_context=self.access.ssl_context(), timeout=self.access.timeout) as client:
+        with oci_registry.client_for(ref, credentials=self.access.oci_credentials, insecure=self.access.insecure,
+                                     ssl_context=self.access.ssl_context(), timeout=self.access.timeout) as client:
             try:
                 raw = client.list_tags(ref.repository)
-            except ociclient.OCIError as exc:
+            except oci_registry.OCIError as exc:
                 raise FetchError(f'could not fetch tags for "oci://{ref.registry}/{ref.repository}": {exc}') from None
         versions = []
         for tag in raw:

@@ -41,6 +41,7 @@ from controllers.source.helm_build import Build, BuildError, BuildOptions
 from controllers.source.helmrepo import is_oci
 from controllers.source.storage import LATEST_LINK
 from controllers.lib.archive import UnsafeArchive, extract_tarball
+from controllers.lib.helm import HelmCLI, HelmError
 
 CHART_PULL_SUCCEEDED = "ChartPullSucceeded"
 CHART_PACKAGE_SUCCEEDED = "ChartPackageSucceeded"
@@ -170,7 +171,7 @@ class HelmChartReconciler(common.SourceReconciler):
                 timeout = common.timeout_of(source)
                 if opts.effective_values_files():
                     opts.version_metadata = generation
-                with helm_client.HelmCLI(timeout) as helm:
+                with HelmCLI(timeout) as helm:
                     repo = self._repository(ctx, obj, source, helm)
                     build = helm_build.build_remote(repo, helm, spec.get("chart", ""), spec.get("version") or "",
                                                     out, opts)
@@ -180,7 +181,7 @@ class HelmChartReconciler(common.SourceReconciler):
                 if opts.effective_values_files():
                     opts.version_metadata += ("." if opts.version_metadata else "") + generation
                 source_dir = self._unpack_source(obj, source, workdir)
-                with helm_client.HelmCLI(helm_client.DEFAULT_TIMEOUT) as helm:
+                with HelmCLI(helm_client.DEFAULT_TIMEOUT) as helm:
                     dependencies = helm_build.DependencyManager(self._dependency_resolver(ctx, obj, helm))
                     build = helm_build.build_local(helm, source_dir, spec.get("chart", ""), out, opts, dependencies)
         except BuildError as exc:
@@ -201,7 +202,7 @@ class HelmChartReconciler(common.SourceReconciler):
                           "of charts is not supported by fluxpy")
 
     def _repository(self, ctx: ReconcileContext, obj: dict, repo: dict,
-                    helm: helm_client.HelmCLI) -> helm_build.ChartRepository:
+                    helm: HelmCLI) -> helm_build.ChartRepository:
         """The chart repository of a HelmRepository source, with its access options."""
         url = repo["spec"].get("url", "")
         try:
@@ -221,7 +222,7 @@ class HelmChartReconciler(common.SourceReconciler):
             oci = helm_client.OCIChartRepository(access, helm)
             try:
                 oci.login()
-            except helm_client.HelmError as exc:
+            except HelmError as exc:
                 raise common.fail(obj, common.FETCH_FAILED, common.AUTHENTICATION_FAILED,
                                   f"failed to login to OCI registry: {exc}") from None
             return oci
@@ -236,7 +237,7 @@ class HelmChartReconciler(common.SourceReconciler):
             raise common.fail(obj, common.FETCH_FAILED, FAILED_REASON, f"artifact untar error: {exc}") from None
         return source_dir
 
-    def _dependency_resolver(self, ctx: ReconcileContext, obj: dict, helm: helm_client.HelmCLI):
+    def _dependency_resolver(self, ctx: ReconcileContext, obj: dict, helm: HelmCLI):
         """Flux's namespaced chart repository callback: a HelmRepository of the same URL in the chart's
         namespace lends its credentials (and stored index); otherwise the repository is used anonymously."""
         namespace = obj["metadata"]["namespace"]

@@ -34,10 +34,12 @@ from controllers.runtime import conditions as cond
 from controllers.runtime.controller import ReconcileContext
 from controllers.runtime.kube import KubeError
 from controllers.runtime.outcomes import ReconcileError, Success
-from controllers.lib import credentials, ociclient
+from controllers.lib import credentials
+from controllers.lib.oci import artifact as oci_artifact
+from controllers.lib.oci import registry as oci_registry
 from controllers.source import common
 from controllers.lib.ignore import source_filter
-from controllers.lib.ociclient import OCIError, Reference, RegistryClient
+from controllers.lib.oci.registry import OCIError, Reference, RegistryClient
 from controllers.lib.semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
 from controllers.source.storage import LATEST_LINK
 from controllers.lib.archive import UnsafeArchive, extract_tarball
@@ -137,7 +139,7 @@ class OCIRepositoryReconciler(common.SourceReconciler):
                               "failed to get proxy address: spec.proxySecretRef is not supported by fluxpy",
                               stalled=True)
         try:
-            repository = ociclient.parse_repository_url(url)
+            repository = oci_registry.parse_repository_url(url)
         except OCIError as exc:
             raise common.fail(obj, common.FETCH_FAILED, common.URL_INVALID,
                               f"URL validation failed for '{url}': {exc}", stalled=True) from None
@@ -158,7 +160,7 @@ class OCIRepositoryReconciler(common.SourceReconciler):
         cond.delete(obj, common.FETCH_FAILED)
         return revision, annotations, layer_file
 
-    def _credentials(self, ctx: ReconcileContext, obj: dict) -> ociclient.Credentials | None:
+    def _credentials(self, ctx: ReconcileContext, obj: dict) -> oci_registry.Credentials | None:
         """Basic credentials from the pull secrets (``secretRef``, then the service account's) for the URL's
         registry; AuthenticationFailed when a secret cannot be read."""
         spec, ns = obj["spec"], obj["metadata"]["namespace"]
@@ -174,7 +176,7 @@ class OCIRepositoryReconciler(common.SourceReconciler):
             if not names:
                 return None
             try:
-                ref = ociclient.parse_repository_url(spec["url"])
+                ref = oci_registry.parse_repository_url(spec["url"])
             except OCIError:
                 return None  # the URL is reported invalid next
             for name in names:
@@ -182,7 +184,7 @@ class OCIRepositoryReconciler(common.SourceReconciler):
                 if config is None:
                     continue  # not an image pull secret: ignored, as Kubernetes' keychain does
                 try:
-                    found = ociclient.credentials_from_docker_config(config, ref)
+                    found = oci_registry.credentials_from_docker_config(config, ref)
                 except ValueError as exc:
                     raise credentials.SecretError(f"{exc} in secret '{ns}/{name}'") from None
                 if found is not None:
@@ -220,7 +222,7 @@ class OCIRepositoryReconciler(common.SourceReconciler):
                 raise common.fail(obj, common.FETCH_FAILED, common.READ_OPERATION_FAILED,
                                   f"failed to determine the artifact tag for '{obj['spec']['url']}': {exc}") from None
             return Reference(repository.registry, repository.repository, tag)
-        return Reference(repository.registry, repository.repository, ref.get("tag") or ociclient.DEFAULT_TAG)
+        return Reference(repository.registry, repository.repository, ref.get("tag") or oci_registry.DEFAULT_TAG)
 
     @staticmethod
     def _revision(obj: dict, client: RegistryClient, ref: Reference) -> str:
@@ -270,7 +272,7 @@ class OCIRepositoryReconciler(common.SourceReconciler):
             return common.fail(obj, common.FETCH_FAILED, OCI_LAYER_OPERATION_FAILED, message)
 
         try:
-            layer = ociclient.select_layer(manifest, layer_media_type(obj))
+            layer = oci_artifact.select_layer(manifest, layer_media_type(obj))
         except OCIError as exc:
             raise layer_failed(str(exc)) from None
         operation = layer_operation(obj)
@@ -333,7 +335,7 @@ class OCIRepositoryReconciler(common.SourceReconciler):
         artifact = common.artifact_of(obj)
         message = f"stored artifact with revision '{artifact['revision']}' from '{obj['spec']['url']}'"
         metadata = artifact.get("metadata") or {}
-        source, revision = metadata.get(ociclient.SOURCE_ANNOTATION), metadata.get(ociclient.REVISION_ANNOTATION)
+        source, revision = metadata.get(oci_artifact.SOURCE_ANNOTATION), metadata.get(oci_artifact.REVISION_ANNOTATION)
         if source and revision:
             message += f", origin source '{source}', origin revision '{revision}'"
         return message

@@ -18,7 +18,7 @@ from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.commands.groups import build_app, diff_app, list_app, pull_app, push_app, tag_app
 
 if TYPE_CHECKING:
-    from controllers.lib.ociclient import Reference, RegistryClient
+    from controllers.lib.oci.registry import Reference, RegistryClient
 
 PROVIDERS = ("generic", "aws", "azure", "gcp")
 #: Options every registry command takes.
@@ -44,14 +44,14 @@ def _failure(message: str, *errors: type[BaseException]) -> Iterator[None]:
 
 
 def _ignore_paths(values: Optional[list[str]]) -> list[str]:
-    from controllers.lib.ociclient import DEFAULT_IGNORE_PATHS
+    from controllers.lib.oci.artifact import DEFAULT_IGNORE_PATHS
     from flux_cli.flags import split_list
 
     return list(DEFAULT_IGNORE_PATHS) if values is None else split_list(values)
 
 
 def _artifact_ref(url: str) -> "Reference":
-    from controllers.lib.ociclient import InvalidReference, parse_artifact_url
+    from controllers.lib.oci.registry import InvalidReference, parse_artifact_url
 
     with _failure("", InvalidReference):
         return parse_artifact_url(url)
@@ -64,7 +64,7 @@ def _address(url: str) -> str:
 
 def _client(a: App, ref: "Reference", *, creds: str, provider: str, insecure: bool) -> "RegistryClient":
     """A registry client with ``--creds`` or the local Docker config's credentials."""
-    from controllers.lib import ociclient
+    from controllers.lib.oci import registry as oci_registry
 
     if provider not in PROVIDERS:
         raise CLIError(f"invalid argument {provider!r} for \"--provider\" flag: source OCI provider "
@@ -77,10 +77,10 @@ def _client(a: App, ref: "Reference", *, creds: str, provider: str, insecure: bo
     if creds:
         a.terminal.action("logging in to registry with credentials")
         with _failure("could not login with credentials: ", ValueError):
-            credentials = ociclient.parse_creds(creds)
+            credentials = oci_registry.parse_creds(creds)
     else:
-        credentials = ociclient.local_docker_credentials(ref)
-    return ociclient.client_for(ref, credentials=credentials, insecure=insecure, timeout=a.timeout)
+        credentials = oci_registry.local_docker_credentials(ref)
+    return oci_registry.client_for(ref, credentials=credentials, insecure=insecure, timeout=a.timeout)
 
 
 def _connect(a: App, url: str, *, creds: str, provider: str, insecure: bool) -> tuple["Reference", "RegistryClient"]:
@@ -146,7 +146,8 @@ def push_artifact(
     import os
     import tempfile
 
-    from controllers.lib import ociclient
+    from controllers.lib.oci import artifact as oci_artifact
+    from controllers.lib.oci import registry as oci_registry
 
     a: App = ctx.obj
     if not source:
@@ -170,10 +171,10 @@ def push_artifact(
         created = "1970-01-01T00:00:00Z" if reproducible else None
         with tempfile.TemporaryDirectory(prefix="fluxpy-push-") as tmp, client:
             tarball = os.path.join(tmp, "artifact.tgz")
-            with _failure("pushing artifact failed: ", ociclient.OCIError, OSError):
-                ociclient.build_tarball(src, tarball, _ignore_paths(ignore_paths))
-                digest = ociclient.push_artifact(client, ref, tarball,
-                                                 ociclient.artifact_annotations(source, revision, extra, created))
+            with _failure("pushing artifact failed: ", oci_registry.OCIError, OSError):
+                oci_artifact.build_tarball(src, tarball, _ignore_paths(ignore_paths))
+                digest = oci_artifact.push_artifact(client, ref, tarball,
+                                                    oci_artifact.artifact_annotations(source, revision, extra, created))
     finally:
         _remove(temp)
     info = {"url": f"oci://{ref.name}@{digest}", "repository": ref.name, "tag": ref.tag or "latest",
@@ -203,7 +204,8 @@ def pull_artifact(
     import shutil
     import tempfile
 
-    from controllers.lib import ociclient
+    from controllers.lib.oci import artifact as oci_artifact
+    from controllers.lib.oci import registry as oci_registry
     from controllers.lib.archive import UnsafeArchive, extract_tarball
 
     a: App = ctx.obj
@@ -214,16 +216,16 @@ def pull_artifact(
     ref, client = _connect(a, url, creds=creds, provider=provider, insecure=insecure)
     a.terminal.action(f"pulling artifact from {_address(url)}")
     with client, tempfile.TemporaryDirectory(prefix="fluxpy-pull-") as tmp:
-        with _failure("", ociclient.OCIError, UnsafeArchive, OSError):
+        with _failure("", oci_registry.OCIError, UnsafeArchive, OSError):
             manifest = client.image_manifest(ref)
-            layer = ociclient.select_layer(manifest)
+            layer = oci_artifact.select_layer(manifest)
             blob = os.path.join(tmp, "layer")
             client.download_blob(ref.repository, layer.digest, blob)
-            if ociclient.is_gzip(blob):
+            if oci_artifact.is_gzip(blob):
                 extract_tarball(blob, output, max_size=-1)
             else:
                 shutil.copyfile(blob, output)
-    meta = ociclient.ArtifactMetadata.from_annotations(manifest.annotations)
+    meta = oci_artifact.ArtifactMetadata.from_annotations(manifest.annotations)
     if meta.source:
         a.terminal.success(f"source {meta.source}")
     if meta.revision:
@@ -243,7 +245,7 @@ def tag_artifact(
     insecure: bool = insecure_option("tagging"),
 ) -> None:
     """Add tags to an artifact in the same repository."""
-    from controllers.lib import ociclient
+    from controllers.lib.oci import registry as oci_registry
     from flux_cli.flags import split_list
 
     a: App = ctx.obj
@@ -254,7 +256,7 @@ def tag_artifact(
     a.terminal.action("tagging artifact")
     with client:
         for tag in new_tags:
-            with _failure("tagging artifact failed: ", ociclient.OCIError):
+            with _failure("tagging artifact failed: ", oci_registry.OCIError):
                 target = ref.with_tag(tag)
                 manifest = client.get_manifest(ref)
                 client.put_manifest(target, manifest.raw, manifest.media_type)
@@ -275,7 +277,8 @@ def list_artifacts(
     """List the tags of a repository with their digest, source and revision (newest tag names first)."""
     import re
 
-    from controllers.lib import ociclient
+    from controllers.lib.oci import artifact as oci_artifact
+    from controllers.lib.oci import registry as oci_registry
     from controllers.lib.semver import InvalidConstraint, InvalidVersion, new_constraint, parse_version
 
     a: App = ctx.obj
@@ -290,10 +293,10 @@ def list_artifacts(
             pattern = re.compile(filter_regex)
     rows = []
     with _client(a, ref, creds=creds, provider=provider, insecure=insecure) as client:
-        with _failure("listing tags failed: ", ociclient.OCIError):
+        with _failure("listing tags failed: ", oci_registry.OCIError):
             tags = sorted(client.list_tags(ref.repository), reverse=True)
         for tag in tags:
-            if tag.endswith(ociclient.COSIGN_SUFFIXES):
+            if tag.endswith(oci_registry.COSIGN_SUFFIXES):
                 continue
             if constraint is not None:
                 try:
@@ -303,9 +306,9 @@ def list_artifacts(
                     continue
             if pattern is not None and not pattern.search(tag):
                 continue
-            with _failure("fetching manifest failed: ", ociclient.OCIError):
+            with _failure("fetching manifest failed: ", oci_registry.OCIError):
                 tagged = ref.with_tag(tag)
-                meta = ociclient.ArtifactMetadata.from_annotations(client.get_manifest(tagged).annotations)
+                meta = oci_artifact.ArtifactMetadata.from_annotations(client.get_manifest(tagged).annotations)
                 digest = client.head_manifest(tagged).digest
             rows.append([f"{repository}:{tag}", digest, meta.source, meta.revision])
     a.terminal.table(["ARTIFACT", "DIGEST", "SOURCE", "REVISION"], rows)
@@ -321,14 +324,14 @@ def build_artifact(
     ignore_paths: Optional[list[str]] = IGNORE_OPTION,
 ) -> None:
     """Build the tarball ``push artifact`` would push, without pushing it."""
-    from controllers.lib import ociclient
+    from controllers.lib.oci import artifact as oci_artifact
 
     a: App = ctx.obj
     src, temp = _source_path(path, reason=False)
     try:
         a.terminal.action(f"building artifact from {src}")
         with _failure("building artifact failed, error: ", OSError):
-            ociclient.build_tarball(src, output, _ignore_paths(ignore_paths))
+            oci_artifact.build_tarball(src, output, _ignore_paths(ignore_paths))
     finally:
         _remove(temp)
     a.terminal.success(f"artifact created at {output}")
@@ -354,7 +357,8 @@ def diff_artifact(
     import tarfile
     import tempfile
 
-    from controllers.lib import ociclient
+    from controllers.lib.oci import artifact as oci_artifact
+    from controllers.lib.oci import registry as oci_registry
 
     a: App = ctx.obj
     if not path:
@@ -366,15 +370,15 @@ def diff_artifact(
             tempfile.TemporaryDirectory(prefix="fluxpy-diff-") as tmp:
         local = os.path.join(tmp, "artifact.tgz")
         with _failure("building artifact failed: ", OSError):
-            digest = ociclient.build_tarball(path, local, _ignore_paths(ignore_paths))
-        with _failure("", ociclient.OCIError, OSError, tarfile.TarError):
-            layer = ociclient.select_layer(client.image_manifest(ref))
+            digest = oci_artifact.build_tarball(path, local, _ignore_paths(ignore_paths))
+        with _failure("", oci_registry.OCIError, OSError, tarfile.TarError):
+            layer = oci_artifact.select_layer(client.image_manifest(ref))
             same = layer.digest == digest and layer.size == os.path.getsize(local)
             if not same:
                 remote = os.path.join(tmp, "remote.tgz")
                 client.download_blob(ref.repository, layer.digest, remote)
-                same = ociclient.is_gzip(remote) and \
-                    list(ociclient.tar_entries(remote)) == list(ociclient.tar_entries(local))
+                same = oci_artifact.is_gzip(remote) and \
+                    list(oci_artifact.tar_entries(remote)) == list(oci_artifact.tar_entries(local))
     if not same:
         raise CLIError("the remote artifact contents differs from the local one")
     a.terminal.success("no changes detected")

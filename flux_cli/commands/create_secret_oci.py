@@ -18,7 +18,7 @@ from flux_cli.commands.create import (LABEL_OPTION, PASSWORD_OPTION, SECRET_EXPO
 def oci_secret(name: str, namespace: str, *, url: str, username: str, password: str,
                labels: dict[str, str] | None = None) -> dict:
     """The Secret flux generates; CLIError (flux's message) for a missing flag or a URL that does not parse."""
-    from controllers.lib.ociclient import InvalidReference, Reference, docker_config_json
+    from controllers.lib.oci.registry import InvalidReference, Reference, docker_config_json
 
     for flag, value in (("url", url), ("username", username), ("password", password)):
         if not value:

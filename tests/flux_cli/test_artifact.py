@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 import flux_cli.commands.artifact  # noqa: F401 - registers the commands (flux_cli.main imports it too)
-from controllers.lib import ociclient as oc
+from controllers.lib.oci import artifact as oci_artifact
+from controllers.lib.oci import registry as oci_registry
 from servers.registry import registry, registry_htpasswd, tarball_with  # noqa: F401
 
 
@@ -30,9 +31,9 @@ def no_docker_config(monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
 
 
-def remote_manifest(server, repository: str, tag: str) -> oc.Manifest:
+def remote_manifest(server, repository: str, tag: str) -> oci_registry.Manifest:
     with server.client() as client:
-        return client.image_manifest(oc.Reference(server.host, repository, tag))
+        return client.image_manifest(oci_registry.Reference(server.host, repository, tag))
 
 
 def test_push_then_pull_round_trip_with_flux_media_types(fluxpy, registry, manifests, tmp_path):
@@ -44,7 +45,7 @@ def test_push_then_pull_round_trip_with_flux_media_types(fluxpy, registry, manif
     manifest = remote_manifest(registry, repository, "v1.0.0")
     assert res.stderr.splitlines() == [f"► pushing artifact to {registry.host}/{repository}:v1.0.0",
                                        f"✔ artifact successfully pushed to {registry.host}/{repository}@{manifest.digest}"]
-    assert manifest.media_type == oc.OCI_MANIFEST
+    assert manifest.media_type == oci_registry.OCI_MANIFEST
     assert manifest.config.media_type == "application/vnd.cncf.flux.config.v1+json"
     assert [layer.media_type for layer in manifest.layers] == ["application/vnd.cncf.flux.content.v1.tar+gzip"]
     annotations = manifest.annotations
@@ -164,7 +165,7 @@ def test_diff_compares_entries_of_layers_gzipped_elsewhere(fluxpy, registry, man
     """A layer with the same entries but other gzip bytes (as Go's gzip writes) counts as unchanged."""
     import gzip
 
-    oc.build_tarball(manifests, tmp_path / "ours.tgz", oc.DEFAULT_IGNORE_PATHS)
+    oci_artifact.build_tarball(manifests, tmp_path / "ours.tgz", oci_artifact.DEFAULT_IGNORE_PATHS)
     raw = gzip.decompress((tmp_path / "ours.tgz").read_bytes())
     (tmp_path / "theirs.tgz").write_bytes(gzip.compress(raw, compresslevel=1, mtime=0))
     repository = registry.new_repository()
@@ -190,7 +191,7 @@ def test_credentials_from_flag_or_docker_config(fluxpy, registry_htpasswd, manif
 
     docker = tmp_path / "docker"
     docker.mkdir()
-    (docker / "config.json").write_text(oc.docker_config_json(server.host, server.username, server.password))
+    (docker / "config.json").write_text(oci_registry.docker_config_json(server.host, server.username, server.password))
     out = tmp_path / "out"
     out.mkdir()
     res = fluxpy("pull", "artifact", url, "-o", str(out))

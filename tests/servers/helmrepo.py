@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controllers.source.helm_client import HelmCLI
+from controllers.lib.helm import HelmCLI
 from servers.net import serve_http, stop_http
 from servers.tls import serving_certificate
 

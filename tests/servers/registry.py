@@ -76,11 +76,11 @@ class Registry:
 
     def client(self, timeout: float = 30.0):
         """An OCI client with this registry's credentials (and CA)."""
-        from controllers.lib import ociclient
+        from controllers.lib.oci import registry as oci_registry
 
-        credentials = ociclient.Credentials(self.username, self.password) if self.username else None
+        credentials = oci_registry.Credentials(self.username, self.password) if self.username else None
         context = client_context(self.ca_pem) if self.tls else None
-        return ociclient.RegistryClient(self.host, credentials=credentials, ssl_context=context, timeout=timeout)
+        return oci_registry.RegistryClient(self.host, credentials=credentials, ssl_context=context, timeout=timeout)
 
     def push(self, repository: str, tag: str, files: dict[str, str | bytes] | None = None, *,
              tarball: bytes | None = None, annotations: dict[str, str] | None = None) -> str:
@@ -88,7 +88,8 @@ class Registry:
         ``<repository>:<tag>``; the annotations default to a source and revision. Returns the manifest digest."""
         import tempfile
 
-        from controllers.lib import ociclient
+        from controllers.lib.oci import artifact as oci_artifact
+        from controllers.lib.oci import registry as oci_registry
 
         with tempfile.TemporaryDirectory() as tmp:
             layer = Path(tmp) / "layer.tgz"
@@ -98,14 +99,14 @@ class Registry:
                 for name, content in (files or {}).items():
                     (src / name).parent.mkdir(parents=True, exist_ok=True)
                     (src / name).write_bytes(content.encode() if isinstance(content, str) else content)
-                ociclient.build_tarball(src, layer)
+                oci_artifact.build_tarball(src, layer)
             else:
                 layer.write_bytes(tarball)
             if annotations is None:
-                annotations = ociclient.artifact_annotations("https://github.com/org/repo", f"{tag}@sha1:abc")
+                annotations = oci_artifact.artifact_annotations("https://github.com/org/repo", f"{tag}@sha1:abc")
             with self.client() as client:
-                return ociclient.push_artifact(client, ociclient.Reference(self.host, repository, tag), layer,
-                                               annotations)
+                return oci_artifact.push_artifact(client, oci_registry.Reference(self.host, repository, tag), layer,
+                                                  annotations)
 
     def start(self, timeout: float = START_TIMEOUT) -> "Registry":
         if not Path(BINARY).exists():

@@ -18,7 +18,8 @@ from controllers.api.builtin import SECRET, SERVICE_ACCOUNT
 from controllers.api.objects import find_condition
 from controllers.api.source import OCI_REPOSITORY
 from controllers.runtime.kube import Invalid, NotFound
-from controllers.lib import ociclient as oc
+from controllers.lib.oci import artifact as oci_artifact
+from controllers.lib.oci import registry as oci_registry
 from controllers.source.oci import OCIRepositoryReconciler
 from controllers.source.storage import Storage
 from servers.net import hanging_endpoint, refused_endpoint  # noqa: F401
@@ -50,7 +51,8 @@ def apply_repo(kube, namespace: str, name: str, url: str, **spec) -> dict:
 
 def pull_secret(kube, namespace: str, name: str, server, password: str | None = None) -> None:
     apply_secret(kube, namespace, name, {
-        ".dockerconfigjson": oc.docker_config_json(server.host, server.username, password or server.password)},
+        ".dockerconfigjson": oci_registry.docker_config_json(server.host, server.username,
+                                                             password or server.password)},
         "kubernetes.io/dockerconfigjson")
 
 
@@ -73,8 +75,8 @@ def test_tag_reference_revision_artifact_and_event(kube, namespace, registry, oc
     assert artifact["revision"] == revision
     assert artifact["path"] == f"ocirepository/{namespace}/podinfo/{digest}.tar.gz" and storage.has(artifact)
     assert files_of(storage, artifact) == {"deploy.yaml": b"kind: Deployment\n", "sub/cm.yaml": b"kind: CM\n"}
-    assert artifact["metadata"][oc.REVISION_ANNOTATION] == "v1.0.0@sha1:abc"
-    assert artifact["metadata"][oc.SOURCE_ANNOTATION] == "https://github.com/org/repo"
+    assert artifact["metadata"][oci_artifact.REVISION_ANNOTATION] == "v1.0.0@sha1:abc"
+    assert artifact["metadata"][oci_artifact.SOURCE_ANNOTATION] == "https://github.com/org/repo"
     assert obj["status"]["url"] == f"http://127.0.0.1:1/ocirepository/{namespace}/podinfo/latest.tar.gz"
     assert storage.local_path(f"ocirepository/{namespace}/podinfo/latest.tar.gz").read_bytes() == \
         storage.local_path(artifact["path"]).read_bytes()
@@ -128,13 +130,14 @@ def test_layer_selector_copy_and_extract_and_ignore(kube, namespace, registry, o
                                                "logo.png": "png"})
     url = registry.url(repository)
     apply_repo(kube, namespace, "copy", url, ref={"tag": "v1"},
-               layerSelector={"mediaType": oc.FLUX_CONTENT_MEDIA_TYPE, "operation": "copy"})
+               layerSelector={"mediaType": oci_artifact.FLUX_CONTENT_MEDIA_TYPE, "operation": "copy"})
     obj = wait(kube, namespace, "copy", ready_with("True"), "copy Ready")
     artifact = obj["status"]["artifact"]
     with registry.client() as client:
-        layer = client.image_manifest(oc.Reference(registry.host, repository, "v1")).layers[0]
+        layer = client.image_manifest(oci_registry.Reference(registry.host, repository, "v1")).layers[0]
     assert artifact["digest"] == layer.digest  # the layer itself, byte for byte
-    assert obj["status"]["observedLayerSelector"] == {"mediaType": oc.FLUX_CONTENT_MEDIA_TYPE, "operation": "copy"}
+    assert obj["status"]["observedLayerSelector"] == {"mediaType": oci_artifact.FLUX_CONTENT_MEDIA_TYPE,
+                                                      "operation": "copy"}
 
     # extract (the default) applies the default excludes, .sourceignore and spec.ignore
     apply_repo(kube, namespace, "extract", url, ref={"tag": "v1"}, ignore="docs/\n")
