@@ -1,8 +1,17 @@
-"""Flag values shared by several commands."""
+"""Flag values shared by several commands.
+
+A flag whose value names an API enum (a provider, a strategy, a repository type) is an :class:`EnumValue`
+built from that enum in :mod:`controllers.api.enums`, so its help text, its shell completion and its
+validation (with flux's message) come from the one declaration.
+"""
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
+import typer
+
+from controllers.api import enums
 from flux_cli.app import CLIError
 
 
@@ -21,3 +30,38 @@ def selected_components(components: Optional[list[str]], components_extra: Optio
     if unknown:
         raise CLIError(f"unknown component(s) {', '.join(unknown)}: expected some of {', '.join(ALL_COMPONENTS)}")
     return names
+
+
+@dataclasses.dataclass(frozen=True)
+class EnumValue:
+    """The values a flag accepts (an API enum) and what a value is called in flux's error message."""
+
+    #: e.g. "source OCI provider": the error says "source OCI provider 'ibm' is not supported, …".
+    what: str
+    values: tuple[str, ...]
+
+    @property
+    def listing(self) -> str:
+        return ", ".join(self.values)
+
+    def check(self, value: str, flag: str, *, code: int = 1) -> str:
+        """``value`` if the enum has it; else a CLIError as pflag prints a rejected flag value."""
+        if value not in self.values:
+            raise CLIError(f"invalid argument \"{value}\" for \"{flag}\" flag: {self.what} '{value}' is not "
+                           f"supported, must be one of: {self.listing}", code=code)
+        return value
+
+    def complete(self, incomplete: str) -> list[str]:
+        return [v for v in self.values if v.startswith(incomplete)]
+
+    def option(self, default: str, flag: str, help: str):
+        """A ``typer.Option`` for this value: ``help`` followed by the values, completing them."""
+        return typer.Option(default, flag, help=f"{help} One of: {self.listing}.", autocompletion=self.complete)
+
+
+GIT_PROVIDER = EnumValue("source Git provider", enums.GIT_PROVIDERS)
+OCI_PROVIDER = EnumValue("source OCI provider", enums.OCI_PROVIDERS)
+BUCKET_PROVIDER = EnumValue("source bucket provider", enums.BUCKET_PROVIDERS)
+VERIFY_PROVIDER = EnumValue("source OCI verify provider", enums.VERIFY_PROVIDERS)
+DECRYPTION_PROVIDER = EnumValue("decryption provider", enums.DECRYPTION_PROVIDERS)
+CHART_RECONCILE_STRATEGY = EnumValue("reconcile strategy", enums.CHART_RECONCILE_STRATEGIES)

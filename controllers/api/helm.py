@@ -6,8 +6,9 @@ from controllers.api.meta import (
     age_column, common_metadata, dependency_refs, interval, kubeconfig_ref, kustomize_images,
     kustomize_patches, ready_columns, selector, status, suspend, verification,
 )
+from controllers.api.enums import CHART_RECONCILE_STRATEGIES
 from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Int, Map, Preserve, Str, Time, derive, obj
-from controllers.api.types import Column, Kind, OlderVersion
+from controllers.api.types import Column, Kind, OlderVersion, ReconcileOption
 
 #: Kinds spec.chart.spec.sourceRef may name (a HelmChart is then generated).
 CHART_SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket")
@@ -55,7 +56,7 @@ def _chart_template() -> Field:
                                       required=True, bounded=True),
             interval=Duration("How often to check the source for a new chart; the release's interval "
                               "when absent."),
-            reconcileStrategy=Enum("ChartVersion", "Revision", doc="When to build a new chart artifact.",
+            reconcileStrategy=Enum(*CHART_RECONCILE_STRATEGIES, doc="When to build a new chart artifact.",
                                    default="ChartVersion"),
             valuesFiles=Arr(Str(), "Chart values files merged in order into the chart's values."),
             ignoreMissingValuesFiles=Bool("Skip values files that do not exist instead of failing."),
@@ -109,9 +110,15 @@ def _action_switches() -> dict:
 #: the chart version of the newest release, else the last attempted one (as flux's ``get helmreleases``).
 _CHART_VERSION = Column("REVISION", ("status.history[0].chartVersion", "status.lastAttemptedRevision"))
 
+#: ``flux reconcile helmrelease --force / --reset``.
+RELEASE_RECONCILE_OPTIONS = (
+    ReconcileOption("force", meta.FORCE_REQUEST_ANNOTATION),
+    ReconcileOption("reset", meta.RESET_REQUEST_ANNOTATION),
+)
+
 HELM_RELEASE = Kind(
     group=meta.HELM_GROUP, version="v2", kind="HelmRelease", plural="helmreleases",
-    singular="helmrelease", short_names=("hr",),
+    singular="helmrelease", short_names=("hr",), reconcile_options=RELEASE_RECONCILE_OPTIONS,
     spec_schema=obj(
         "Install a Helm chart and keep the release up to date.",
         chart=_chart_template(),

@@ -6,6 +6,7 @@ from controllers.api import meta
 from controllers.api.meta import (
     access_from, age_column, interval, label_selector, local_ref, ready_columns, status, suspend,
 )
+from controllers.api.enums import OCI_PROVIDERS
 from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Int, Map, Str, Time, obj
 from controllers.api.types import Column, Kind, OlderVersion, PrinterColumn
 
@@ -39,7 +40,7 @@ IMAGE_REPOSITORY = Kind(
         suspend=suspend(),
         exclusionList=Arr(Str(), "Regular expressions of tags to leave out.", default=[r"^.*\.sig$"],
                           max_items=25),
-        provider=Enum("generic", "aws", "azure", "gcp", doc="Registry authentication provider.",
+        provider=Enum(*OCI_PROVIDERS, doc="Registry authentication provider.",
                       default="generic"),
         insecure=Bool("Allow plain HTTP registries."),
     ).schema,

@@ -6,6 +6,7 @@ from controllers.api.meta import (
     age_column, common_metadata, cross_namespace_source_ref, dependency_refs, interval, kubeconfig_ref,
     kustomize_images, kustomize_patches, local_ref, ready_columns, status, suspend,
 )
+from controllers.api.enums import DECRYPTION_PROVIDERS
 from controllers.api.schema import Arr, Bool, Duration, Enum, Int, Map, Str, Time, derive, obj
 from controllers.api.types import Column, Kind, OlderVersion
 
@@ -21,7 +22,7 @@ KUSTOMIZATION = Kind(
         dependsOn=dependency_refs(),
         decryption=obj(
             "Decrypt SOPS-encrypted manifests before applying them.",
-            provider=Enum("sops", doc="Decryption tool.", required=True),
+            provider=Enum(*DECRYPTION_PROVIDERS, doc="Decryption tool.", required=True),
             secretRef=local_ref("Secret with the decryption keys (age, GPG, cloud KMS credentials)."),
             serviceAccountName=Str("Service account whose cloud identity reaches the KMS."),
         ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from controllers.api.types import Column, PrinterColumn
+from controllers.api.enums import VERIFY_PROVIDERS
 from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Int, Map, Preserve, Str, Time, UNSET, obj
 
 # --- API groups ---------------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ def verification(description: str, *, oidc: bool = True) -> Field:
     if oidc:
         fields["matchOIDCIdentity"] = oidc_identities()
     fields["provider"] = Str("Signature tool to verify with.", required=True, default="cosign",
-                             enum=("cosign", "notation"))
+                             enum=VERIFY_PROVIDERS)
     fields["secretRef"] = local_ref("Secret holding trusted public keys or certificates.")
     return obj(description, **fields)
 

@@ -10,6 +10,7 @@ from controllers.api.meta import (
     access_from, age_column, artifact, interval, local_ref, namespaced_object_kind_ref, ready_columns,
     status, suspend, verification,
 )
+from controllers.api.enums import BUCKET_PROVIDERS, CHART_RECONCILE_STRATEGIES, GIT_PROVIDERS, HELM_REPOSITORY_TYPES, OCI_PROVIDERS
 from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Str, derive, obj
 from controllers.api.types import Column, Kind, OlderVersion, PrinterColumn
 
@@ -72,7 +73,7 @@ GIT_REPOSITORY = _source_kind(
         url=Str("Repository address (http, https or ssh).", required=True, pattern=r"^(http|https|ssh)://.*$"),
         secretRef=local_ref("Secret with credentials: username/password, bearertoken, "
                             "identity/known_hosts, or GitHub App keys."),
-        provider=Enum("generic", "azure", "github",
+        provider=Enum(*GIT_PROVIDERS,
                       doc="Authentication provider; 'generic' reads secretRef, others use OIDC/app auth."),
         serviceAccountName=Str("Service account whose identity authenticates to Azure DevOps."),
         interval=interval("How often to check the repository for new revisions."),
@@ -129,7 +130,7 @@ OCI_REPOSITORY = _source_kind(
             tag=Str("Tag to pull."),
         ),
         layerSelector=_layer_selector("Which layer of the artifact to use."),
-        provider=Enum("generic", "aws", "azure", "gcp", doc="Registry authentication provider.",
+        provider=Enum(*OCI_PROVIDERS, doc="Registry authentication provider.",
                       default="generic"),
         secretRef=local_ref("Secret of type kubernetes.io/dockerconfigjson with registry credentials."),
         verify=verification("Verify the artifact's signature before pulling it."),
@@ -167,8 +168,8 @@ HELM_REPOSITORY = _source_kind(
         timeout=Duration("Timeout of index download.", hours=False),
         suspend=suspend(),
         accessFrom=access_from(),
-        type_=Enum("default", "oci", doc="Kind of repository: an HTTP index or an OCI registry."),
-        provider=Enum("generic", "aws", "azure", "gcp", doc="OCI registry authentication provider.",
+        type_=Enum(*HELM_REPOSITORY_TYPES, doc="Kind of repository: an HTTP index or an OCI registry."),
+        provider=Enum(*OCI_PROVIDERS, doc="OCI registry authentication provider.",
                       default="generic"),
     ).schema,
     status_schema=status(
@@ -195,7 +196,7 @@ HELM_CHART = _source_kind(
             name=Str("Name of the source.", required=True),
         ),
         interval=interval("How often to check the source for a new chart."),
-        reconcileStrategy=Enum("ChartVersion", "Revision",
+        reconcileStrategy=Enum(*CHART_RECONCILE_STRATEGIES,
                                doc="When to build a new artifact: on a new chart version or on any "
                                    "new source revision.", default="ChartVersion"),
         valuesFiles=Arr(Str(), "Values files (paths in the chart) merged in order into the chart's values."),
@@ -225,7 +226,7 @@ BUCKET = _source_kind(
     "Bucket", "buckets", "bucket",
     spec_schema=obj(
         "An object storage bucket (S3-compatible, GCS or Azure Blob) to package as an artifact.",
-        provider=Enum("generic", "aws", "gcp", "azure", doc="Storage API and authentication to use.",
+        provider=Enum(*BUCKET_PROVIDERS, doc="Storage API and authentication to use.",
                       default="generic"),
         bucketName=Str("Name of the bucket.", required=True),
         endpoint=Str("Storage endpoint host (and port), without scheme.", required=True),

@@ -114,6 +114,17 @@ COLUMN_FORMATS = {
 
 
 @dataclasses.dataclass(frozen=True)
+class ReconcileOption:
+    """A ``reconcile`` flag of one kind: given, it sets ``annotation`` to the request's requestedAt token
+    (e.g. HelmRelease ``--force`` → ``reconcile.fluxcd.io/forceAt``), which the controller echoes in
+    ``status.lastHandled<...>`` once handled."""
+
+    #: the flag without dashes; the CLI declares it (``flux_cli.commands.lifecycle.reconcile``).
+    flag: str
+    annotation: str
+
+
+@dataclasses.dataclass(frozen=True)
 class OlderVersion:
     """A deprecated API version a kind's CRD still serves next to the storage version, as Flux 2.7's do
     (no conversion webhook: the apiserver only rewrites ``apiVersion``, so the field names must agree
@@ -156,6 +167,8 @@ class Kind(ResourceType):
     suspendable: bool = True
     #: whether ``reconcile`` applies (the controller honours reconcile.fluxcd.io/requestedAt).
     reconcilable: bool = True
+    #: the kind's own ``reconcile`` flags (``--force``, ``--reset`` for HelmRelease).
+    reconcile_options: tuple[ReconcileOption, ...] = ()
     #: dotted path to the source reference in the object for ``reconcile --with-source``
     #: (e.g. "spec.sourceRef"); "" when the kind has no source.
     source_ref_path: str = ""

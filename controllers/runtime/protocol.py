@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime
 
+from controllers.api.meta import RECONCILE_REQUEST_ANNOTATION
 from controllers.api.objects import dig, find_condition
 from controllers.api.types import Kind
 from controllers.runtime.kube import KubeClient
 
-REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+REQUESTED_AT = RECONCILE_REQUEST_ANNOTATION
 
 
 class ReconcileFailed(Exception):
@@ -31,10 +32,15 @@ def now_token() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond * 1000:09d}Z"
 
 
-def request_reconcile(kube: KubeClient, kind: Kind, name: str, namespace: str | None) -> str:
-    """Annotate the object so its controller reconciles it now; return the token to wait for."""
+def request_reconcile(kube: KubeClient, kind: Kind, name: str, namespace: str | None,
+                      also: tuple[str, ...] = ()) -> str:
+    """Annotate the object so its controller reconciles it now; return the token to wait for.
+
+    ``also`` names further request annotations (e.g. ``reconcile.fluxcd.io/forceAt``) that carry the same
+    token, in one patch, as the flux CLI writes them."""
     token = now_token()
-    kube.patch(kind, name, {"metadata": {"annotations": {REQUESTED_AT: token}}}, namespace)
+    annotations = {annotation: token for annotation in (REQUESTED_AT, *also)}
+    kube.patch(kind, name, {"metadata": {"annotations": annotations}}, namespace)
     return token
 
 

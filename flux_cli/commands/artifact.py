@@ -16,15 +16,15 @@ import typer
 
 from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.commands.groups import build_app, diff_app, list_app, pull_app, push_app, tag_app
+from flux_cli.flags import OCI_PROVIDER
 
 if TYPE_CHECKING:
     from controllers.lib.oci.registry import Reference, RegistryClient
 
-PROVIDERS = ("generic", "aws", "azure", "gcp")
 #: Options every registry command takes.
 CREDS_OPTION = typer.Option("", "--creds", help="Credentials for the OCI registry in the format "
                                                 "<username>[:<password>] if --provider is generic.")
-PROVIDER_OPTION = typer.Option("generic", "--provider", help="The OCI provider name: " + ", ".join(PROVIDERS) + ".")
+PROVIDER_OPTION = OCI_PROVIDER.option("generic", "--provider", "The OCI provider name.")
 IGNORE_OPTION = typer.Option(None, "--ignore-paths", help="Paths to ignore in .gitignore format (replaces the "
                                                            "defaults; comma-separated or repeated).")
 
@@ -66,9 +66,7 @@ def _client(a: App, ref: "Reference", *, creds: str, provider: str, insecure: bo
     """A registry client with ``--creds`` or the local Docker config's credentials."""
     from controllers.lib.oci import registry as oci_registry
 
-    if provider not in PROVIDERS:
-        raise CLIError(f"invalid argument {provider!r} for \"--provider\" flag: source OCI provider "
-                       f"'{provider}' is not supported, must be one of: {', '.join(PROVIDERS)}", code=2)
+    OCI_PROVIDER.check(provider, "--provider", code=2)
     if provider != "generic":
         a.terminal.action("logging in to registry with provider credentials")
         raise CLIError(f"error during login with provider: could not login to provider {provider} with url "

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from flux_cli.app import App, CLIError
+from flux_cli.flags import VERIFY_PROVIDER
 from flux_cli.root import app
 
 if TYPE_CHECKING:
@@ -85,25 +86,17 @@ def set_timeout(spec: dict, fetch_timeout: str) -> None:
         spec["timeout"] = go_duration(fetch_timeout)
 
 
-#: ``--verify-provider`` values (HelmChart and OCIRepository ``spec.verify.provider``).
-VERIFY_PROVIDERS = ("cosign", "notation")
-
-
-def verify_spec(provider: str, secret_ref: str = "", issuer: str = "", subject: str = "", *,
-                invalid_prefix: str = "") -> dict | None:
+def verify_spec(provider: str, secret_ref: str = "", issuer: str = "", subject: str = "") -> dict | None:
     """``spec.verify`` from the ``--verify-*`` flags (keys: provider, secretRef, matchOIDCIdentity), None
-    without a provider; CLIError in flux's words (``invalid_prefix`` first) for an unknown provider, and for a
-    secret or OIDC identity without one."""
+    without a provider; CLIError in flux's words for an unknown provider, and for a secret or OIDC identity
+    without one."""
     if not provider:
         if secret_ref:
             raise CLIError("a verification provider must be specified when a secret is specified")
         if issuer or subject:
             raise CLIError("a verification provider must be specified when OIDC issuer/subject is specified")
         return None
-    if provider not in VERIFY_PROVIDERS:
-        raise CLIError(f"{invalid_prefix}source OCI verify provider '{provider}' is not supported, must be one of: "
-                       f"{', '.join(VERIFY_PROVIDERS)}")
-    verify: dict = {"provider": provider}
+    verify: dict = {"provider": VERIFY_PROVIDER.check(provider, "--verify-provider")}
     if secret_ref:
         verify["secretRef"] = {"name": secret_ref}
     if issuer or subject:

@@ -17,10 +17,10 @@ import typer
 from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.commands.create import (INTERVAL_OPTION, LABEL_OPTION, apply_or_export, create_app, export_option,
                                       go_duration, new_object, parse_labels)
+from flux_cli.flags import DECRYPTION_PROVIDER
 
 SOURCE_KINDS = ("OCIRepository", "GitRepository", "Bucket")
 HEALTH_CHECK_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "HelmRelease")
-DECRYPTION_PROVIDERS = ("sops",)
 
 
 def parse_source(value: str) -> dict:
@@ -101,9 +101,8 @@ def kustomization_spec(*, source: str, path: str, prune: bool, interval: str, de
     source_ref = parse_source(source) if source else None
     if not source_ref:
         raise CLIError("source is required")
-    if decryption_provider and decryption_provider not in DECRYPTION_PROVIDERS:
-        raise CLIError(f"unsupported decryption provider '{decryption_provider}', must be one of: "
-                       f"{', '.join(DECRYPTION_PROVIDERS)}")
+    if decryption_provider:
+        DECRYPTION_PROVIDER.check(decryption_provider, "--decryption-provider")
     spec: dict = {"interval": go_duration(interval), "path": path, "prune": prune,
                   "sourceRef": source_ref}
     if target_namespace:
@@ -152,8 +151,7 @@ def _create_kustomization(
                                    "comma-separated values."),
     service_account: str = typer.Option("", "--service-account", help="The name of the service account to "
                                         "impersonate when reconciling this Kustomization."),
-    decryption_provider: str = typer.Option("", "--decryption-provider",
-                                            help="Decryption provider, available options are: (sops)."),
+    decryption_provider: str = DECRYPTION_PROVIDER.option("", "--decryption-provider", "Decryption provider."),
     decryption_secret: str = typer.Option("", "--decryption-secret", help="Set the Kubernetes secret name that "
                                           "contains the OpenPGP private keys used for sops decryption."),
     target_namespace: str = typer.Option("", "--target-namespace", help="Overrides the namespace of all "

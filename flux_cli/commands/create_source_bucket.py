@@ -15,8 +15,8 @@ from flux_cli.commands.create import (FETCH_TIMEOUT_OPTION, INTERVAL_OPTION, LAB
                                       apply_or_export, create_source_app, export_option, go_duration,
                                       ignore_paths_option, new_object, object_meta, parse_labels, secret_ref_option,
                                       set_timeout, use_source_secret)
+from flux_cli.flags import BUCKET_PROVIDER
 
-PROVIDERS = ("generic", "aws", "azure", "gcp")
 
 
 def bucket_spec(*, bucket_name: str, endpoint: str, provider: str, region: str, insecure: bool, interval: str,
@@ -26,9 +26,7 @@ def bucket_spec(*, bucket_name: str, endpoint: str, provider: str, region: str, 
         raise CLIError("bucket-name is required")
     if not endpoint:
         raise CLIError("endpoint is required")
-    if provider not in PROVIDERS:
-        raise CLIError(f"source bucket provider '{provider}' is not supported, must be one of: "
-                       f"{', '.join(PROVIDERS)}")
+    BUCKET_PROVIDER.check(provider, "--provider")
     spec: dict = {"bucketName": bucket_name, "endpoint": endpoint, "interval": go_duration(interval),
                   "provider": provider}
     if insecure:
@@ -52,8 +50,7 @@ def create_source_bucket(
     name: str = typer.Argument(..., help="Name of the Bucket."),
     bucket_name: str = typer.Option("", "--bucket-name", help="The bucket name."),
     endpoint: str = typer.Option("", "--endpoint", help="The bucket endpoint address."),
-    provider: str = typer.Option("generic", "--provider", help="The S3 compatible storage provider name: "
-                                                               + "|".join(PROVIDERS) + "."),
+    provider: str = BUCKET_PROVIDER.option("generic", "--provider", "The S3 compatible storage provider name."),
     access_key: str = typer.Option("", "--access-key", help="The bucket access key."),
     secret_key: str = typer.Option("", "--secret-key", help="The bucket secret key."),
     region: str = typer.Option("", "--region", help="The bucket region."),

@@ -13,9 +13,10 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.commands.create import (INTERVAL_OPTION, LABEL_OPTION, VERIFY_PROVIDERS, apply_or_export,
+from flux_cli.commands.create import (INTERVAL_OPTION, LABEL_OPTION, apply_or_export,
                                       create_source_app, export_option, go_duration, new_object, parse_labels,
                                       verify_spec)
+from flux_cli.flags import CHART_RECONCILE_STRATEGY, VERIFY_PROVIDER
 
 SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket")
 
@@ -41,11 +42,11 @@ def helm_chart_spec(*, source: str, chart: str, chart_version: str = "", interva
     if not chart:
         raise CLIError("chart name or path is required")
     spec: dict = {"chart": chart, "interval": go_duration(interval),
-                  "reconcileStrategy": reconcile_strategy, "sourceRef": {"kind": kind, "name": name}}
+                  "reconcileStrategy": CHART_RECONCILE_STRATEGY.check(reconcile_strategy, "--reconcile-strategy"),
+                  "sourceRef": {"kind": kind, "name": name}}
     if chart_version:
         spec["version"] = chart_version
-    verify = verify_spec(verify_provider, verify_secret_ref, verify_issuer, verify_subject,
-                         invalid_prefix=f"invalid argument \"{verify_provider}\" for \"--verify-provider\" flag: ")
+    verify = verify_spec(verify_provider, verify_secret_ref, verify_issuer, verify_subject)
     if verify:
         spec["verify"] = verify
     return dict(sorted(spec.items()))  # flux prints the keys sorted
@@ -61,11 +62,9 @@ def create_source_chart(
     chart: str = typer.Option("", "--chart", help="Helm chart name or path."),
     chart_version: str = typer.Option("", "--chart-version", help="Helm chart version, accepts a semver range "
                                                                   "(ignored for charts from GitRepository sources)."),
-    reconcile_strategy: str = typer.Option("ChartVersion", "--reconcile-strategy",
-                                           help="The reconcile strategy for helm chart (accepted values: Revision "
-                                                "and ChartVersion)."),
-    verify_provider: str = typer.Option("", "--verify-provider", help="Signature verification provider: "
-                                                                      + ", ".join(VERIFY_PROVIDERS) + "."),
+    reconcile_strategy: str = CHART_RECONCILE_STRATEGY.option("ChartVersion", "--reconcile-strategy",
+                                                              "The reconcile strategy for helm chart."),
+    verify_provider: str = VERIFY_PROVIDER.option("", "--verify-provider", "Signature verification provider."),
     verify_secret_ref: str = typer.Option("", "--verify-secret-ref",
                                           help="The name of a secret to use for signature verification."),
     verify_subject: str = typer.Option("", "--verify-subject",

@@ -17,9 +17,7 @@ from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.commands.create import (INTERVAL_OPTION, LABEL_OPTION, PASSWORD_OPTION, USERNAME_OPTION, apply_or_export,
                                       create_source_app, export_option, go_duration, new_object, parse_labels,
                                       read_file, secret_ref_option, set_timeout, use_source_secret)
-
-OCI_PROVIDERS = ("generic", "aws", "azure", "gcp")
-
+from flux_cli.flags import OCI_PROVIDER
 
 def helm_repository_spec(*, url: str, interval: str, fetch_timeout: str = "0s", oci_provider: str = "",
                          secret_ref: str = "", pass_credentials: bool = False) -> dict:
@@ -38,9 +36,7 @@ def helm_repository_spec(*, url: str, interval: str, fetch_timeout: str = "0s", 
     if parts.scheme == "oci":
         spec["type"] = "oci"
         if oci_provider:
-            if oci_provider not in OCI_PROVIDERS:
-                raise CLIError(f"invalid OCI provider '{oci_provider}', must be one of: {', '.join(OCI_PROVIDERS)}")
-            spec["provider"] = oci_provider
+            spec["provider"] = OCI_PROVIDER.check(oci_provider, "--oci-provider")
     set_timeout(spec, fetch_timeout)
     if secret_ref:
         spec["secretRef"] = {"name": secret_ref}
@@ -61,7 +57,7 @@ def create_source_helm(
     ca_file: Optional[str] = typer.Option(None, "--ca-file", help="TLS authentication CA file path."),
     secret_ref: str = secret_ref_option("The name of an existing secret containing TLS, basic auth or "
                                         "docker-config credentials."),
-    oci_provider: str = typer.Option("", "--oci-provider", help="OCI provider for authentication."),
+    oci_provider: str = OCI_PROVIDER.option("", "--oci-provider", "OCI provider for authentication."),
     pass_credentials: bool = typer.Option(False, "--pass-credentials", help="Pass credentials to all domains."),
     interval: str = INTERVAL_OPTION,
     fetch_timeout: str = typer.Option("0s", "--fetch-timeout", help="Set a timeout for fetch operations performed "

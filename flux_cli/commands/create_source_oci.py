@@ -12,11 +12,11 @@ import typer
 
 from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.commands.create import (FETCH_TIMEOUT_OPTION, INTERVAL_OPTION, LABEL_OPTION, PROXY_SECRET_REF_OPTION,
-                                      VERIFY_PROVIDERS, apply_or_export, create_source_app, export_option,
+                                      apply_or_export, create_source_app, export_option,
                                       go_duration, ignore_paths_option, new_object, parse_labels, secret_ref_option,
                                       set_timeout, verify_spec)
+from flux_cli.flags import OCI_PROVIDER, VERIFY_PROVIDER
 
-PROVIDERS = ("generic", "aws", "azure", "gcp")
 
 
 def oci_repository_spec(*, url: str, tag: str = "", semver: str = "", digest: str = "", provider: str = "generic",
@@ -30,8 +30,7 @@ def oci_repository_spec(*, url: str, tag: str = "", semver: str = "", digest: st
         raise CLIError("url is required")
     if not (semver or tag or digest):
         raise CLIError("--tag, --tag-semver or --digest is required")
-    if provider not in PROVIDERS:
-        raise CLIError(f"source OCI provider '{provider}' is not supported, must be one of: {', '.join(PROVIDERS)}")
+    OCI_PROVIDER.check(provider, "--provider")
     ref = {k: v for k, v in (("digest", digest), ("semver", semver), ("tag", tag)) if v}
     spec: dict = {"interval": go_duration(interval), "provider": provider, "ref": ref, "url": url}
     if insecure:
@@ -60,8 +59,7 @@ def create_source_oci(
     tag: str = typer.Option("", "--tag", help="The OCI artifact tag."),
     tag_semver: str = typer.Option("", "--tag-semver", help="The OCI artifact tag semver range."),
     digest: str = typer.Option("", "--digest", help="The OCI artifact digest."),
-    provider: str = typer.Option("generic", "--provider", help="The OCI provider name: " + ", ".join(PROVIDERS)
-                                                               + "."),
+    provider: str = OCI_PROVIDER.option("generic", "--provider", "The OCI provider name."),
     secret_ref: str = secret_ref_option("The name of the Kubernetes image pull secret (type "
                                         "'kubernetes.io/dockerconfigjson')."),
     proxy_secret_ref: str = PROXY_SECRET_REF_OPTION,
@@ -69,8 +67,7 @@ def create_source_oci(
                                         help="The name of the Kubernetes service account that refers to an image "
                                              "pull secret."),
     cert_ref: str = typer.Option("", "--cert-ref", help="The name of a secret to use for TLS certificates."),
-    verify_provider: str = typer.Option("", "--verify-provider", help="The signature verification provider: "
-                                                                      + ", ".join(VERIFY_PROVIDERS) + "."),
+    verify_provider: str = VERIFY_PROVIDER.option("", "--verify-provider", "The signature verification provider."),
     verify_secret_ref: str = typer.Option("", "--verify-secret-ref",
                                           help="The name of a secret to use for signature verification."),
     verify_subject: str = typer.Option("", "--verify-subject",

@@ -65,15 +65,16 @@ def report_ready(a: App, kind: "Kind", obj: dict) -> None:
         a.terminal.success(f"{kind.revision_verb} revision {revision}")
 
 
-def reconcile_and_wait(a: App, kind: "Kind", name: str, ns: str | None) -> dict:
-    """Request a reconcile of one object and wait for its outcome (the flux reconcile flow)."""
+def reconcile_and_wait(a: App, kind: "Kind", name: str, ns: str | None, also: tuple[str, ...] = ()) -> dict:
+    """Request a reconcile of one object (``also``: further request annotations, e.g. forceAt) and wait for
+    its outcome (the flux reconcile flow)."""
     from controllers.runtime import protocol
 
     obj = _existing(a, kind, name, ns)
     if obj.get("spec", {}).get("suspend"):
         raise CLIError(f"{_label(kind, ns, name)} is suspended: run 'fluxpy resume {kind.display} {name}' first")
     a.terminal.action(f"annotating {_label(kind, ns, name)} for reconciliation")
-    token = protocol.request_reconcile(a.kube, kind, name, ns)
+    token = protocol.request_reconcile(a.kube, kind, name, ns, also)
     a.terminal.waiting(f"waiting for {kind.kind} reconciliation")
     return _wait(a, kind, name, ns, token)
 
@@ -108,18 +109,41 @@ def source_of(kind: "Kind", obj: dict) -> tuple["Kind", str, str | None] | None:
     return source_kind, ref["name"], ref.get("namespace") or obj["metadata"].get("namespace")
 
 
+def request_annotations(kind: "Kind", given: dict[str, bool]) -> tuple[str, ...]:
+    """The annotations the kind's ``reconcile`` flags that were ``given`` set (its ``reconcile_options``);
+    a flag the kind does not declare is an error."""
+    declared = {option.flag: option.annotation for option in kind.reconcile_options}
+    annotations = []
+    for flag, value in given.items():
+        if not value:
+            continue
+        if flag not in declared:
+            offered = ", ".join(f"--{f}" for f in declared) or "none"
+            raise CLIError(f"--{flag} does not apply to {kind.kind} (its reconcile options: {offered})")
+        annotations.append(declared[flag])
+    return tuple(annotations)
+
+
 @app.command("reconcile")
 @handle_errors
 def reconcile(
     ctx: typer.Context,
     target: List[str] = _target_arg(),
     with_source: bool = typer.Option(False, "--with-source", help="Reconcile the object's source first."),
+    force: bool = typer.Option(False, "--force", help="HelmRelease: force a one-off install or upgrade "
+                               "(sets reconcile.fluxcd.io/forceAt)."),
+    reset: bool = typer.Option(False, "--reset", help="HelmRelease: reset the failure count "
+                               "(sets reconcile.fluxcd.io/resetAt)."),
 ) -> None:
-    """Trigger a reconciliation now and wait for its result."""
+    """Trigger a reconciliation now and wait for its result.
+
+    The per-kind flags (``--force``, ``--reset``) are declared here once and mapped to annotations by the
+    kind's ``reconcile_options``; a test keeps the two in step."""
     a: App = ctx.obj
     tgt = targets.resolve(target, name="required")
     kind, ns = tgt.kind, _ns(a, tgt.kind)
     _require(kind, "reconcilable", "reconcile")
+    also = request_annotations(kind, {"force": force, "reset": reset})
     if with_source:
         source = source_of(kind, _existing(a, kind, tgt.name, ns))
         if source is None:
@@ -127,7 +151,7 @@ def reconcile(
         source_kind, source_name, source_ns = source
         source_ns = source_ns if source_kind.namespaced else None
         report_ready(a, source_kind, reconcile_and_wait(a, source_kind, source_name, source_ns))
-    report_ready(a, kind, reconcile_and_wait(a, kind, tgt.name, ns))
+    report_ready(a, kind, reconcile_and_wait(a, kind, tgt.name, ns, also))
 
 
 def _set_suspend(a: App, kind: "Kind", names: list[str], suspend: bool) -> None:
@@ -203,7 +227,8 @@ def delete(
 #: metadata fields that describe an object's identity and intent (kept by export).
 EXPORTED_METADATA = ("name", "namespace", "labels", "annotations")
 #: annotations that belong to a live object, not to its declaration.
-LIVE_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", "reconcile.fluxcd.io/requestedAt")
+LIVE_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", "reconcile.fluxcd.io/requestedAt",
+                    "reconcile.fluxcd.io/forceAt", "reconcile.fluxcd.io/resetAt")
 
 
 def exportable(obj: dict) -> dict:

@@ -56,3 +56,28 @@ def test_boolean_flags_accept_flux_style_values():
     assert normalize_bool_flags(["install", "--wait=false"]) == ["install", "--no-wait"]
     assert normalize_bool_flags(["resume", "ks", "a", "--wait=TRUE"]) == ["resume", "ks", "a", "--wait"]
     assert normalize_bool_flags(["get", "ks"]) == ["get", "ks"]
+
+
+@pytest.mark.parametrize("value, kind, path", [
+    ("GIT_PROVIDER", "GitRepository", "provider"),
+    ("OCI_PROVIDER", "OCIRepository", "provider"),
+    ("OCI_PROVIDER", "HelmRepository", "provider"),
+    ("BUCKET_PROVIDER", "Bucket", "provider"),
+    ("VERIFY_PROVIDER", "OCIRepository", "verify.provider"),
+    ("DECRYPTION_PROVIDER", "Kustomization", "decryption.provider"),
+    ("CHART_RECONCILE_STRATEGY", "HelmChart", "reconcileStrategy"),
+])
+def test_enum_flag_values_are_the_crd_enums(value, kind, path):
+    """A typed flag value accepts exactly what the kind's schema does, and completes and documents it."""
+    from controllers.api.kinds import kind_by_name
+    from flux_cli import flags
+
+    schema = kind_by_name(kind).spec_schema
+    for key in path.split("."):
+        schema = schema["properties"][key]
+    typed = getattr(flags, value)
+    assert set(typed.values) == set(schema["enum"])
+    assert typed.check(typed.values[-1], "--x") == typed.values[-1]
+    with pytest.raises(CLIError, match=f"{typed.what} 'nope' is not supported, must be one of: {typed.listing}"):
+        typed.check("nope", "--x")
+    assert typed.complete(typed.values[0][:1]) and typed.complete("zz-none") == []

@@ -37,7 +37,7 @@ def test_export_bucket(fluxpy):
     (["--endpoint", "e:1"], "bucket-name is required"),
     (["--bucket-name", "b"], "endpoint is required"),
     (["--bucket-name", "b", "--endpoint", "e:1", "--provider", "ibm"],
-     "source bucket provider 'ibm' is not supported, must be one of: generic, aws, azure, gcp"),
+     "source bucket provider 'ibm' is not supported, must be one of: generic, aws, gcp, azure"),
     (["--bucket-name", "b", "--endpoint", "e:1", "--interval", "soon"], "soon"),
 ])
 def test_bucket_flag_errors(fluxpy, args, message):

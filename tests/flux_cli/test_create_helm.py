@@ -71,6 +71,9 @@ def test_source_helm_export_matches_flux(fluxpy):
     ([], "url is required"),
     (["--url", "ftp://example.com"], "url scheme 'ftp' not supported, can be: http, https and oci"),
     (["--url", "https://"], "url host is required"),
+    (["--url", "oci://ghcr.io/charts", "--oci-provider", "ibm"],
+     "invalid argument \"ibm\" for \"--oci-provider\" flag: source OCI provider 'ibm' is not supported, must be "
+     "one of: generic, aws, azure, gcp"),
 ])
 def test_source_helm_flags_are_validated(fluxpy, args, message):
     res = fluxpy("create", "source", "helm", "podinfo", *args, "--export")
@@ -100,6 +103,11 @@ def test_source_chart_export_matches_flux(fluxpy):
     (["--source", "OCIRepository/x", "--chart", "c"], "invalid argument \"OCIRepository/x\" for \"--source\""),
     (["--source", "HelmRepository/x", "--chart", "c", "--verify-secret-ref", "k"],
      "a verification provider must be specified when a secret is specified"),
+    (["--source", "HelmRepository/x", "--chart", "c", "--reconcile-strategy", "Always"],
+     "invalid argument \"Always\" for \"--reconcile-strategy\" flag: reconcile strategy 'Always' is not supported, "
+     "must be one of: ChartVersion, Revision"),
+    (["--source", "HelmRepository/x", "--chart", "c", "--verify-provider", "gpg"],
+     "invalid argument \"gpg\" for \"--verify-provider\" flag: source OCI verify provider 'gpg' is not supported"),
 ])
 def test_source_chart_flags_are_validated(fluxpy, args, message):
     res = fluxpy("create", "source", "chart", "podinfo", *args, "--export")

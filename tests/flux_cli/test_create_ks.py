@@ -70,7 +70,7 @@ def test_source_and_path_flags_parse_as_flux():
     (["--source", "x", "--health-check", "Deployment/web"],
      "invalid health check 'Deployment/web' must be in the format 'kind/name.namespace'"),
     (["--source", "x", "--decryption-provider", "vault"],
-     "unsupported decryption provider 'vault', must be one of: sops"),
+     "decryption provider 'vault' is not supported, must be one of: sops"),
     (["--source", "x", "--interval", "often"], "often"),
 ])
 def test_flag_errors(fluxpy, args, message):

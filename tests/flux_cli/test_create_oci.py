@@ -67,7 +67,8 @@ def test_source_export_matches_flux(fluxpy):
      "a verification provider must be specified when a secret is specified"),
     (["--url", "oci://ghcr.io/a", "--tag", "1", "--verify-subject", "dev"],
      "a verification provider must be specified when OIDC issuer/subject is specified"),
-    (["--url", "oci://ghcr.io/a", "--tag", "1", "--provider", "ibm"], "source OCI provider 'ibm' is not supported"),
+    (["--url", "oci://ghcr.io/a", "--tag", "1", "--provider", "ibm"],
+     "invalid argument \"ibm\" for \"--provider\" flag: source OCI provider 'ibm' is not supported"),
 ])
 def test_source_flags_are_validated(fluxpy, args, message):
     res = fluxpy("create", "source", "oci", "podinfo", *args, "--export")

@@ -102,7 +102,7 @@ def test_get_and_export_output(fluxpy, kubeconfig, seeded, kind):
         "export.yaml": fluxpy("export", *kind.display.split(), name, *common),
     }
     if any(c.option == "show-source" for c in kind.columns):
-        outputs["get-show-source.txt"] = fluxpy("get", *kind.display.split(), "--show-source", "-A", *common)
+        outputs["get-show-source.txt"] = fluxpy("get", *kind.display.split(), "--show-source", *common)
     for file, res in outputs.items():
         assert res.exit_code == 0, (file, res.stderr)
         assert_golden(GOLDEN / kind.kind.lower() / file, _stable(res.stdout))

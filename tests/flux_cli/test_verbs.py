@@ -170,6 +170,41 @@ def test_reconcile_with_source_reconciles_the_source_first(fluxpy, kubeconfig, k
     assert "fetched revision main@sha1:aaaa" in res.stderr and "applied revision main@sha1:aaaa" in res.stderr
 
 
+def test_reconcile_force_and_reset_carry_the_request_token(fluxpy, kubeconfig, kube, flux_crds, namespace):
+    hr = next(k for k in KINDS if k.kind == "HelmRelease")
+    create_demo(kube, hr, namespace)
+    with StandInReconciler(kube, hr, "demo", namespace) as controller:
+        res = fluxpy("reconcile", "hr", "demo", "--force", "--reset", "-n", namespace, "--timeout", "30s",
+                     "--kubeconfig", str(kubeconfig))
+    assert res.exit_code == 0, res.stderr
+    assert len(controller.handled) == 1
+    annotations = kube.get(hr, "demo", namespace)["metadata"]["annotations"]
+    token = annotations["reconcile.fluxcd.io/requestedAt"]
+    assert annotations["reconcile.fluxcd.io/forceAt"] == token
+    assert annotations["reconcile.fluxcd.io/resetAt"] == token
+
+
+def test_reconcile_option_of_another_kind_is_refused(fluxpy, kubeconfig, kube, flux_crds, namespace):
+    ks = next(k for k in KINDS if k.kind == "Kustomization")
+    create_demo(kube, ks, namespace)
+    res = fluxpy("reconcile", "ks", "demo", "--force", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert res.exit_code == 1
+    assert "--force does not apply to Kustomization" in res.stderr and "Traceback" not in res.stderr
+    assert "reconcile.fluxcd.io/requestedAt" not in (kube.get(ks, "demo", namespace)["metadata"].get("annotations") or {})
+
+
+def test_reconcile_declares_every_kinds_reconcile_option():
+    import typer.main
+
+    from flux_cli.main import app
+
+    command = typer.main.get_command(app).commands["reconcile"]
+    flags = {opt for p in command.params for opt in p.opts if opt.startswith("--")}
+    declared = {f"--{o.flag}" for k in KINDS for o in k.reconcile_options}
+    assert declared and declared <= flags
+    assert {"--force", "--reset"} == declared
+
+
 def test_reconcile_refuses_suspended(fluxpy, kubeconfig, kube, flux_crds, namespace):
     ks = next(k for k in KINDS if k.kind == "Kustomization")
     create_demo(kube, ks, namespace)
