@@ -56,6 +56,7 @@ from controllers.lib.dependencies import CachingResolver, DependencyCycle, check
 from controllers.kustomize.drift import DriftWatcher
 from controllers.lib.kustomize.errors import ArtifactError
 from controllers.lib.fetch import DEFAULT_RETRIES, ArtifactNotFound, FetchError, fetch_artifact
+from controllers.lib.index import ReferenceIndex
 from controllers.lib.health import (HealthCheckFailed, InvalidCELExpression, StatusReader, check_health,
                                           compile_health_check_exprs, health_check_refs)
 from controllers.lib.kustomize.inventory import (HandoverGrace, PruneError, PruneResult, finalizer_should_delete,
@@ -164,40 +165,9 @@ class _HealthCheck:
     trigger: str = ""
 
 
-class _Index:
-    """Which objects each Kustomization refers to (sources, dependencies, Secrets, ConfigMaps), from the spec
-    seen at its last reconciliation; answers "who refers to this object?" for the watches."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_key: dict[str, frozenset[tuple]] = {}
-        self._by_ref: dict[tuple, set[str]] = {}
-
-    def update(self, key: str, refs: Iterable[tuple]) -> None:
-        refs = frozenset(refs)
-        with self._lock:
-            for ref in self._by_key.get(key, frozenset()) - refs:
-                self._by_ref.get(ref, set()).discard(key)
-            for ref in refs:
-                self._by_ref.setdefault(ref, set()).add(key)
-            self._by_key[key] = refs
-
-    def remove(self, key: str) -> None:
-        self.update(key, ())
-        with self._lock:
-            self._by_key.pop(key, None)
-
-    def keys_for(self, ref: tuple) -> list[str]:
-        with self._lock:
-            return sorted(self._by_ref.get(ref, ()))
-
-    def __contains__(self, key: str) -> bool:
-        with self._lock:
-            return key in self._by_key
-
-
 def references(obj: Mapping) -> set[tuple]:
-    """The index entries of a Kustomization (see :class:`_Index`)."""
+    """What a Kustomization refers to, for its :class:`~controllers.lib.index.ReferenceIndex`: its source,
+    dependencies, Secrets and ConfigMaps."""
     ns = dig(obj, "metadata.namespace")
     spec = obj.get("spec") or {}
     src = spec.get("sourceRef") or {}
@@ -245,7 +215,7 @@ class KustomizationReconciler(Reconciler):
 
     def __init__(self, options: Options | None = None):
         self.options = options or Options()
-        self.index = _Index()
+        self.index = ReferenceIndex()
         self.grace = HandoverGrace(self.options.handover_grace)
         self.drift: DriftWatcher | None = None
         self._controller = None

@@ -32,7 +32,6 @@ import re
 import shutil
 import stat
 import tempfile
-import threading
 import zlib
 from pathlib import Path
 from typing import Iterable
@@ -51,6 +50,7 @@ from controllers.source import common
 from controllers.lib.ignore import archive_filter, glob_regex
 from controllers.source.storage import Storage
 from controllers.lib.fetch import DEFAULT_RETRIES, FetchError, fetch_artifact
+from controllers.lib.index import ReferenceIndex
 from controllers.lib.values import merge_maps
 
 GENERATOR_LABEL = "source.extensions.fluxcd.io/generator"
@@ -485,8 +485,7 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
 
     def __init__(self, storage: Storage, server=None):
         super().__init__(storage, server)
-        self._sources_of: dict[str, set[str]] = {}
-        self._index_lock = threading.Lock()
+        self.index = ReferenceIndex()  # generator key -> its sources (Kind, namespace, name)
 
     # ------------------------------------------------------------------ runtime hooks
 
@@ -507,15 +506,13 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
         """Keys of the generators reading ``source`` (known from their last reconciliation)."""
         if not dig(source, "status.artifact"):
             return []
-        ref = f"{source.get('kind')}/{source['metadata'].get('namespace')}/{source['metadata']['name']}"
-        with self._index_lock:
-            return [key for key, refs in self._sources_of.items() if ref in refs]
+        return self.index.keys_for((source.get("kind"), source["metadata"].get("namespace"),
+                                    source["metadata"]["name"]))
 
     def _remember_sources(self, obj: dict) -> None:
         ns = obj["metadata"]["namespace"]
-        refs = {f"{s.get('kind')}/{s.get('namespace') or ns}/{s.get('name')}" for s in obj["spec"].get("sources") or []}
-        with self._index_lock:
-            self._sources_of[f"{ns}/{obj['metadata']['name']}"] = refs
+        self.index.update(f"{ns}/{obj['metadata']['name']}",
+                          {(s.get("kind"), s.get("namespace") or ns, s.get("name")) for s in obj["spec"].get("sources") or []})
 
     # ------------------------------------------------------------------ reconcile
 
@@ -726,8 +723,7 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
 
     def finalize(self, ctx: ReconcileContext, obj: dict) -> None:
         self._remove_external_artifacts(ctx, dig(obj, "status.inventory") or [])
-        with self._index_lock:
-            self._sources_of.pop(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}", None)
+        self.index.remove(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import shutil
-import threading
 from pathlib import Path
 
 from controllers.api.meta import FAILED_REASON
@@ -42,6 +41,7 @@ from controllers.source.helmrepo import is_oci
 from controllers.source.storage import LATEST_LINK
 from controllers.lib.archive import UnsafeArchive, extract_tarball
 from controllers.lib.helm import HelmCLI, HelmError
+from controllers.lib.index import ReferenceIndex
 
 CHART_PULL_SUCCEEDED = "ChartPullSucceeded"
 CHART_PACKAGE_SUCCEEDED = "ChartPackageSucceeded"
@@ -71,8 +71,8 @@ class HelmChartReconciler(common.SourceReconciler):
 
     def __init__(self, storage, server=None):
         super().__init__(storage, server)
-        self._observed: dict[str, tuple[str, str]] = {}  # chart key -> ("Kind/name", observed source revision)
-        self._observed_lock = threading.Lock()
+        #: chart key -> its source (Kind, namespace, name), noted with the source revision it last observed.
+        self.index = ReferenceIndex()
 
     # ------------------------------------------------------------------ watches
 
@@ -85,21 +85,18 @@ class HelmChartReconciler(common.SourceReconciler):
         if not revision:
             return []
         meta = source["metadata"]
-        ref = f"{source.get('kind')}/{meta['name']}"
-        with self._observed_lock:
-            return [key for key, (source_ref, seen) in self._observed.items()
-                    if source_ref == ref and key.split("/", 1)[0] == meta.get("namespace") and seen != revision]
+        return [key for key in self.index.keys_for((source.get("kind"), meta.get("namespace"), meta["name"]))
+                if self.index.note(key) != revision]
 
     def _remember(self, obj: dict) -> None:
         meta, ref = obj["metadata"], obj["spec"].get("sourceRef") or {}
-        with self._observed_lock:
-            self._observed[f"{meta['namespace']}/{meta['name']}"] = (
-                f"{ref.get('kind')}/{ref.get('name')}", dig(obj, "status.observedSourceArtifactRevision") or "")
+        self.index.update(f"{meta['namespace']}/{meta['name']}",
+                          {(ref.get("kind"), meta["namespace"], ref.get("name"))},
+                          note=dig(obj, "status.observedSourceArtifactRevision") or "")
 
     def finalize(self, ctx: ReconcileContext, obj: dict) -> None:
         super().finalize(ctx, obj)
-        with self._observed_lock:
-            self._observed.pop(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}", None)
+        self.index.remove(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
 
     # ------------------------------------------------------------------ reconcile
 
