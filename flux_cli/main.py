@@ -44,18 +44,32 @@ def prepare_args(argv: list[str]) -> list[str]:
 
 
 def normalize_bool_flags(args: list[str]) -> list[str]:
-    """Accept flux's ``--prune=true`` / ``--private=false`` for boolean flags, which Typer only takes as
-    ``--prune`` / ``--no-private``: rewrite those arguments (only boolean flags; other options keep values)."""
-    candidates = [a for a in args if a.startswith("--") and a.lower().endswith(("=true", "=false"))]
-    if not candidates:
+    """Accept flux's ``--prune=true`` / ``--private=false`` (any of Go's bool spellings: ``=1``, ``=F``, …)
+    for boolean flags, which Typer only takes as ``--prune`` / ``--no-private``: rewrite those arguments (only
+    boolean flags; other options keep their values)."""
+    if not any(a.startswith("--") and "=" in a for a in args):
         return args  # the common case pays nothing
+    from argparse import ArgumentTypeError
+
+    from controllers.runtime.flags import parse_bool
+
+    def as_bool(value: str) -> bool | None:
+        try:
+            return parse_bool(value)
+        except ArgumentTypeError:
+            return None
+
+    candidates = {a: as_bool(a.partition("=")[2]) for a in args if a.startswith("--") and "=" in a}
+    candidates = {a: v for a, v in candidates.items() if v is not None}
+    if not candidates:
+        return args
     flags = _boolean_flags(args)
     out = []
     for arg in args:
-        name, _, value = arg.partition("=")
+        name = arg.partition("=")[0]
         if arg in candidates and name in flags:
             on, off = flags[name]
-            replacement = on if value.lower() == "true" else off
+            replacement = on if candidates[arg] else off
             if replacement:
                 out.append(replacement)
             continue

@@ -63,7 +63,8 @@ from controllers.lib.kustomize.inventory import (HandoverGrace, PruneError, Prun
                                              find_pending_claimants, inventory_from_changes, inventory_refs, prune,
                                              stale_objects)
 from controllers.lib.kustomize.inventory import finalize as prune_on_delete
-from controllers.runtime.flags import parse_bool
+from controllers.runtime.flags import (HTTP_RETRY, NO_CROSS_NAMESPACE_REFS, FeatureGates, OptionFlag, add_option_flags,
+                                      options_from_args)
 from controllers.runtime import conditions as cond
 from controllers.runtime.apply import (FIELD_MANAGER, SKIPPED, UNKNOWN, ApplyError, ChangeSet, ObjectRef,
                                        ResourceManager, kustomization_apply_options)
@@ -84,25 +85,14 @@ REVISION_KEY, ORIGIN_REVISION_META_KEY = f"{meta.KUSTOMIZE_GROUP}/revision", f"{
 COMMIT_STATUS_KEY = f"{meta.KUSTOMIZE_GROUP}/commit_status"
 
 #: Flux 2.7's kustomize-controller feature gates and their defaults.
-FEATURE_GATES = {
+FEATURE_GATES = FeatureGates({
     "CacheSecretsAndConfigMaps": False, "DisableStatusPollerCache": True, "DisableFailFastBehavior": False,
     "StrictPostBuildSubstitutions": False, "GroupChangeLog": False, "AdditiveCELDependencyCheck": False,
     "ExternalArtifact": False, "CancelHealthCheckOnNewRevision": False, "DisableConfigWatchers": False,
     "ObjectLevelWorkloadIdentity": False,
-}
-
-
-def parse_feature_gates(value: str) -> dict[str, bool]:
-    """``A=true,B=false`` over Flux's defaults; ValueError on an unknown gate or value."""
-    gates = dict(FEATURE_GATES)
-    for item in filter(None, (part.strip() for part in (value or "").split(","))):
-        name, sep, flag = item.partition("=")
-        if name not in FEATURE_GATES:
-            raise ValueError(f"unknown feature gate '{name}': known gates are {', '.join(sorted(FEATURE_GATES))}")
-        if not sep or flag.strip().lower() not in ("true", "false"):
-            raise ValueError(f"invalid value of feature gate '{name}': expected true or false")
-        gates[name] = flag.strip().lower() == "true"
-    return gates
+})
+#: ``A=true,B=false`` over Flux's defaults (an argparse error on an unknown gate or value).
+parse_feature_gates = FEATURE_GATES.parse
 
 
 @dataclasses.dataclass
@@ -126,7 +116,7 @@ class Options:
     """Allow ``user.exec`` in kubeconfigs of remote clusters."""
     insecure_kubeconfig_tls: bool = False
     """Allow kubeconfigs of remote clusters to skip TLS verification."""
-    feature_gates: dict[str, bool] = dataclasses.field(default_factory=lambda: dict(FEATURE_GATES))
+    feature_gates: dict[str, bool] = dataclasses.field(default_factory=lambda: dict(FEATURE_GATES.defaults))
     watch_applied: bool = True
     """Beyond Flux: watch applied objects and correct drift at once (``--watch-applied``)."""
     health_interval: float = 5.0
@@ -139,7 +129,7 @@ class Options:
     """Seconds before a reconciliation with deferred (hand-over) deletions runs again."""
 
     def gate(self, name: str) -> bool:
-        return self.feature_gates.get(name, FEATURE_GATES.get(name, False))
+        return self.feature_gates.get(name, FEATURE_GATES.defaults.get(name, False))
 
 
 @dataclasses.dataclass
@@ -749,54 +739,37 @@ def restrict_kubeconfig(config: dict, *, allow_exec: bool = False, allow_insecur
 
 # ---------------------------------------------------------------------------------------------- flags
 
-def _gates(value: str) -> dict[str, bool]:
-    try:
-        return parse_feature_gates(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+#: The kustomize-controller's own flags (Flux's names; the defaults are the Options fields').
+FLAGS = (
+    OptionFlag("default_service_account", "--default-service-account",
+               "Default service account used for impersonation."),
+    NO_CROSS_NAMESPACE_REFS,
+    OptionFlag("no_remote_bases", "--no-remote-bases", "Disallow remote bases usage in Kustomize overlays. When "
+               "this flag is enabled, all resources must refer to local files included in the source artifact."),
+    HTTP_RETRY,
+    OptionFlag("sops_age_secret", "--sops-age-secret", "The name of a Kubernetes secret in the RUNTIME_NAMESPACE "
+               "containing a SOPS age decryption key for fallback usage."),
+    OptionFlag("disallowed_field_managers", "--override-manager", "Field manager disallowed to perform changes "
+               "on managed resources."),
+    OptionFlag("insecure_kubeconfig_exec", "--insecure-kubeconfig-exec", "Allow use of the user.exec section in "
+               "kubeconfigs provided for remote apply."),
+    OptionFlag("insecure_kubeconfig_tls", "--insecure-kubeconfig-tls", "Allow that kubeconfigs provided for "
+               "remote apply can disable TLS verification."),
+    OptionFlag("feature_gates", "--feature-gates", "A comma separated list of key=value pairs defining the state "
+               "of experimental features.", parse=FEATURE_GATES.parse),
+    OptionFlag("watch_applied", "--watch-applied", "Watch the applied objects and correct drift as soon as it "
+               "happens (fluxpy; Flux corrects drift at the next interval)."),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The kustomize-controller's own flags (Flux's names and defaults; ``--requeue-dependency`` is common)."""
-    flag = parser.add_argument
-
-    def bool_flag(name: str, default: bool, help_: str) -> None:
-        flag(name, type=parse_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help_)
-
-    flag("--default-service-account", default="", help="Default service account used for impersonation.")
-    bool_flag("--no-cross-namespace-refs", False, "When set to true, references between custom resources are "
-              "allowed only if the reference and the referee are in the same namespace.")
-    bool_flag("--no-remote-bases", False, "Disallow remote bases usage in Kustomize overlays. When this flag is "
-              "enabled, all resources must refer to local files included in the source artifact.")
-    flag("--http-retry", type=int, default=9, help="The maximum number of retries when failing to fetch artifacts "
-         "over HTTP.")
-    flag("--sops-age-secret", default="", help="The name of a Kubernetes secret in the RUNTIME_NAMESPACE "
-         "containing a SOPS age decryption key for fallback usage.")
-    flag("--override-manager", action="append", default=[], help="Field manager disallowed to perform changes on "
-         "managed resources.")
-    flag("--concurrent-ssa", type=int, default=4, help="The number of concurrent server-side apply operations.")
-    bool_flag("--insecure-kubeconfig-exec", False, "Allow use of the user.exec section in kubeconfigs provided for "
-              "remote apply.")
-    bool_flag("--insecure-kubeconfig-tls", False, "Allow that kubeconfigs provided for remote apply can disable "
-              "TLS verification.")
-    flag("--feature-gates", type=_gates, default=dict(FEATURE_GATES),
-         help="A comma separated list of key=value pairs defining the state of experimental features.")
-    bool_flag("--watch-applied", True, "Watch the applied objects and correct drift as soon as it happens "
-              "(fluxpy; Flux corrects drift at the next interval).")
+    """The kustomize-controller's own flags (``--requeue-dependency`` is common)."""
+    add_option_flags(parser, Options, FLAGS)
+    parser.add_argument("--concurrent-ssa", type=int, default=4,
+                        help="The number of concurrent server-side apply operations.")
 
 
 def new_reconciler(args: argparse.Namespace) -> KustomizationReconciler:
     """Factory for ``controllers.components`` (kustomize-controller)."""
-    return KustomizationReconciler(Options(
-        default_service_account=getattr(args, "default_service_account", ""),
-        no_cross_namespace_refs=bool(getattr(args, "no_cross_namespace_refs", False)),
-        no_remote_bases=bool(getattr(args, "no_remote_bases", False)),
-        http_retry=int(getattr(args, "http_retry", DEFAULT_RETRIES)),
-        sops_age_secret=getattr(args, "sops_age_secret", ""),
-        runtime_namespace=os.environ.get("RUNTIME_NAMESPACE", ""),
-        disallowed_field_managers=tuple(getattr(args, "override_manager", ()) or ()),
-        insecure_kubeconfig_exec=bool(getattr(args, "insecure_kubeconfig_exec", False)),
-        insecure_kubeconfig_tls=bool(getattr(args, "insecure_kubeconfig_tls", False)),
-        feature_gates=dict(getattr(args, "feature_gates", None) or FEATURE_GATES),
-        watch_applied=bool(getattr(args, "watch_applied", True)),
-    ))
+    return KustomizationReconciler(options_from_args(Options, args, FLAGS,
+                                                     runtime_namespace=os.environ.get("RUNTIME_NAMESPACE", "")))

@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from controllers.localcluster import tools
 from controllers.localcluster.plane import HOST, ControlPlane, ControlPlaneError, _tail, free_port
+from controllers.runtime.settings import default_state_dir
 
 STATE_FILE = "state.json"
 CONTROLLERS_FILE = "controllers.json"
@@ -127,14 +128,6 @@ class DevEnv:
             else:
                 raise DevError(f"unknown shell {shell!r}: use sh, bash, zsh, fish or powershell")
         return "\n".join(lines) + "\n"
-
-
-def default_state_dir() -> Path:
-    """``$FLUXPY_STATE_DIR``, else ``$XDG_STATE_HOME/fluxpy/dev``, else ``~/.local/state/fluxpy/dev``."""
-    if os.environ.get("FLUXPY_STATE_DIR"):
-        return Path(os.environ["FLUXPY_STATE_DIR"]).absolute()
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
-    return Path(base, "fluxpy", "dev").absolute()
 
 
 def _resolve(state_dir: str | os.PathLike | None) -> Path:

@@ -5,6 +5,17 @@ The defaults are Flux's (fluxcd/pkg/runtime flag defaults); ``controllers.__main
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
+
+
+def default_state_dir() -> Path:
+    """Where a process outside a Pod keeps its state (the dev cluster's files, a controller's artifact
+    storage): ``$FLUXPY_STATE_DIR``, else ``$XDG_STATE_HOME/fluxpy/dev``, else ``~/.local/state/fluxpy/dev``."""
+    if os.environ.get("FLUXPY_STATE_DIR"):
+        return Path(os.environ["FLUXPY_STATE_DIR"]).absolute()
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    return Path(base, "fluxpy", "dev").absolute()
 
 
 @dataclasses.dataclass

@@ -327,7 +327,7 @@ def _resolve_storage_flags(args: argparse.Namespace, component: str) -> None:
         if pod:
             args.storage_path = "/data"
         else:
-            from controllers.localcluster.dev import default_state_dir
+            from controllers.runtime.settings import default_state_dir
 
             args.storage_path = str(default_state_dir() / "storage" / component)
     if not args.storage_addr:

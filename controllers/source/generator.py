@@ -43,6 +43,7 @@ from controllers.api.source import (ARTIFACT_GENERATOR, EXTERNAL_ARTIFACT, GENER
 from controllers.runtime import conditions as cond
 from controllers.runtime.conditions import Conditions
 from controllers.runtime.controller import ReconcileContext, Watch
+from controllers.runtime.flags import HTTP_RETRY, NO_CROSS_NAMESPACE_REFS, add_option_flags, options_from_args
 from controllers.runtime.kube import KubeError, NotFound
 from controllers.runtime.outcomes import RetryableError, StalledError, Success, ready_conditions
 from controllers.runtime.predicates import artifact_revision_changed
@@ -467,6 +468,20 @@ def hash_observed_sources(sources: dict[str, ObservedSource]) -> str:
 
 # --------------------------------------------------------------------------- the reconciler
 
+@dataclasses.dataclass
+class Options:
+    """source-watcher's own settings (its flags)."""
+
+    no_cross_namespace_refs: bool = False
+    """Sources must be in the generator's namespace."""
+    http_retry: int = DEFAULT_RETRIES
+    """Retries of an artifact download."""
+
+
+#: source-watcher's own flags (Flux's names; the defaults are the Options fields').
+FLAGS = (NO_CROSS_NAMESPACE_REFS, HTTP_RETRY)
+
+
 class ArtifactGeneratorReconciler(common.SourceReconciler):
     """Reconciles ArtifactGenerators (see the module docstring)."""
 
@@ -476,15 +491,12 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
     conditions = Conditions(owned=(cond.READY, cond.RECONCILING, cond.STALLED),
                             summarize=(cond.STALLED, cond.RECONCILING),
                             negative_polarity=(cond.STALLED, cond.RECONCILING))
-    #: ``--no-cross-namespace-refs``: sources must be in the generator's namespace.
-    no_cross_namespace_refs = False
-    #: ``--http-retry``: retries of an artifact download.
-    http_retry = DEFAULT_RETRIES
     #: The field manager of the ExternalArtifacts (Flux's controller name).
     field_manager = SOURCE_WATCHER
 
     def __init__(self, storage: Storage, server=None):
         super().__init__(storage, server)
+        self.options = Options()
         self.index = ReferenceIndex()  # generator key -> its sources (Kind, namespace, name)
 
     # ------------------------------------------------------------------ runtime hooks
@@ -572,7 +584,7 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
             if src["alias"] in aliases:
                 raise StalledError(f"duplicate source alias '{src['alias']}' found", reason=VALIDATION_FAILED)
             aliases.add(src["alias"])
-            if self.no_cross_namespace_refs and src.get("namespace") and src["namespace"] != ns:
+            if self.options.no_cross_namespace_refs and src.get("namespace") and src["namespace"] != ns:
                 raise StalledError(f"cross-namespace reference to source {src['kind']}/{src['namespace']}/"
                                    f"{src['name']} is not allowed", reason=ACCESS_DENIED)
         names: set[str] = set()
@@ -614,7 +626,7 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
     def _fetch_sources(self, observed: dict[str, ObservedSource], directory: Path) -> dict[str, Path]:
         local = {}
         for alias, src in observed.items():
-            fetch_artifact({"url": src.url, "digest": src.digest}, directory / alias, retries=self.http_retry,
+            fetch_artifact({"url": src.url, "digest": src.digest}, directory / alias, retries=self.options.http_retry,
                            user_agent="fluxpy-source-watcher")
             local[alias] = directory / alias
         return local
@@ -729,17 +741,11 @@ class ArtifactGeneratorReconciler(common.SourceReconciler):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """source-watcher's own flags: the artifact storage, ``--no-cross-namespace-refs``, ``--http-retry``."""
     common.add_arguments(parser)
-    parser.add_argument("--no-cross-namespace-refs", type=lambda v: v.lower() in ("1", "t", "true", "yes"),
-                        nargs="?", const=True, default=False,
-                        help="When set to true, references between custom resources are allowed only if the "
-                             "reference and the referee are in the same namespace.")
-    parser.add_argument("--http-retry", type=int, default=9,
-                        help="The maximum number of retries when failing to fetch artifacts over HTTP.")
+    add_option_flags(parser, Options, FLAGS)
 
 
 def new_reconciler(args: argparse.Namespace) -> ArtifactGeneratorReconciler:
     """Factory for ``controllers.components`` (source-watcher)."""
     reconciler = ArtifactGeneratorReconciler.from_args(args, SOURCE_WATCHER)
-    reconciler.no_cross_namespace_refs = bool(getattr(args, "no_cross_namespace_refs", False))
-    reconciler.http_retry = int(getattr(args, "http_retry", DEFAULT_RETRIES))
+    reconciler.options = options_from_args(Options, args, FLAGS)
     return reconciler

@@ -55,6 +55,10 @@ def test_boolean_flags_accept_flux_style_values():
     assert normalize_bool_flags(args) == ["create", "ks", "apps", "--prune", "--label=a=true", "--path=./x=false"]
     assert normalize_bool_flags(["install", "--wait=false"]) == ["install", "--no-wait"]
     assert normalize_bool_flags(["resume", "ks", "a", "--wait=TRUE"]) == ["resume", "ks", "a", "--wait"]
+    # Go's other spellings, as pflag takes them
+    assert normalize_bool_flags(["install", "--wait=0"]) == ["install", "--no-wait"]
+    assert normalize_bool_flags(["resume", "ks", "a", "--wait=t", "--timeout=1"]) == ["resume", "ks", "a", "--wait",
+                                                                                     "--timeout=1"]
     assert normalize_bool_flags(["get", "ks"]) == ["get", "ks"]
 
 

@@ -478,9 +478,9 @@ def test_feature_gates_and_flags():
     gates = parse_feature_gates("ExternalArtifact=true, StrictPostBuildSubstitutions=false")
     assert gates["ExternalArtifact"] and not gates["StrictPostBuildSubstitutions"]
     assert gates["DisableStatusPollerCache"]  # Flux's default
-    with pytest.raises(ValueError, match="unknown feature gate 'Nope'"):
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown feature gate 'Nope'"):
         parse_feature_gates("Nope=true")
-    with pytest.raises(ValueError, match="expected true or false"):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected true or false"):
         parse_feature_gates("ExternalArtifact=yes")
 
     parser = argparse.ArgumentParser()
