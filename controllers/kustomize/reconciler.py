@@ -33,7 +33,6 @@ dependency becoming Ready wakes the Kustomizations waiting for it at once.
 from __future__ import annotations
 
 import argparse
-import base64
 import copy
 import dataclasses
 import os
@@ -42,8 +41,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Iterable, Mapping
-
-import yaml
 
 from controllers.api import meta
 from controllers.api.builtin import CONFIGMAP, SECRET, SERVICE_ACCOUNT
@@ -57,6 +54,7 @@ from controllers.kustomize.drift import DriftWatcher
 from controllers.lib.kustomize.errors import ArtifactError
 from controllers.lib.fetch import DEFAULT_RETRIES, ArtifactNotFound, FetchError, fetch_artifact
 from controllers.lib.index import ReferenceIndex
+from controllers.lib.clients import ClientError, TargetClients
 from controllers.lib.health import (HealthCheckFailed, InvalidCELExpression, StatusReader, check_health,
                                           compile_health_check_exprs, health_check_refs)
 from controllers.lib.kustomize.inventory import (HandoverGrace, PruneError, PruneResult, finalizer_should_delete,
@@ -70,7 +68,7 @@ from controllers.runtime.apply import (FIELD_MANAGER, SKIPPED, UNKNOWN, ApplyErr
                                        ResourceManager, kustomization_apply_options)
 from controllers.runtime.conditions import Conditions
 from controllers.runtime.controller import ReconcileContext, Reconciler, Watch
-from controllers.runtime.kube import KubeClient, KubeConfigError, KubeError, NotFound
+from controllers.runtime.kube import KubeClient, KubeError, NotFound
 from controllers.runtime.outcomes import RetryableError, StalledError, Success, Waiting
 from controllers.runtime.predicates import artifact_revision_changed
 
@@ -213,7 +211,9 @@ class KustomizationReconciler(Reconciler):
         self._applied: dict[str, _Applied] = {}
         self._waiting: set[str] = set()
         self._health: dict[str, _HealthCheck] = {}
-        self._impersonated: dict[str, KubeClient] = {}
+        self.clients = TargetClients(self.options.default_service_account,
+                                     allow_exec=self.options.insecure_kubeconfig_exec,
+                                     allow_insecure_tls=self.options.insecure_kubeconfig_tls)
 
     # ------------------------------------------------------------------ wiring
 
@@ -579,62 +579,11 @@ class KustomizationReconciler(Reconciler):
     # ------------------------------------------------------------------ tenancy
 
     def _target_client(self, ctx: ReconcileContext, obj: Mapping) -> tuple[KubeClient, bool]:
-        """The client that applies: the controller's, a remote cluster's (``kubeConfig``), impersonating the
-        service account (``serviceAccountName``, else ``--default-service-account``); and whether remote."""
-        namespace = obj["metadata"]["namespace"]
-        account = dig(obj, "spec.serviceAccountName") or self.options.default_service_account
-        user = f"system:serviceaccount:{namespace}:{account}" if account else ""
-        if dig(obj, "spec.kubeConfig"):
-            try:
-                remote = self._remote_client(ctx.kube, dig(obj, "spec.kubeConfig"), namespace)
-            except (KubeError, KubeConfigError, ValueError) as exc:
-                raise RetryableError(str(getattr(exc, "message", "") or exc),
-                                     reason=meta.RECONCILIATION_FAILED_REASON) from None
-            return (remote.impersonate(user) if user else remote), True
-        if not user:
-            return ctx.kube, False
-        with self._lock:
-            client = self._impersonated.get(user)
-            if client is None:
-                client = self._impersonated[user] = ctx.kube.impersonate(user)
-        return client, False
-
-    def _remote_client(self, kube: KubeClient, ref: Mapping, namespace: str) -> KubeClient:
-        """A client for the kubeconfig in ``kubeConfig.secretRef`` (key ``value``/``value.yaml`` by default);
-        only inline credentials are used, exec plugins and disabled TLS checks only when allowed."""
-        secret_ref = ref.get("secretRef") or {}
-        if not secret_ref.get("name"):
-            raise ValueError("invalid .spec.kubeConfig, neither .spec.kubeConfig.provider nor "
-                             ".spec.kubeConfig.secretRef is set (cloud provider kubeconfigs are not supported)")
-        where = f"{namespace}/{secret_ref['name']}"
+        """The client that applies (see :class:`controllers.lib.clients.TargetClients`) and whether remote."""
         try:
-            secret = kube.get(SECRET, secret_ref["name"], namespace)
-        except KubeError as exc:
-            raise ValueError(f"unable to read KubeConfig secret '{where}' error: {exc.message}") from None
-        data = secret.get("data") or {}
-        key = secret_ref.get("key")
-        if key:
-            if key not in data:
-                raise ValueError(f"KubeConfig secret '{where}' does not contain a '{key}' key with a kubeconfig")
-        else:
-            key = next((k for k in ("value", "value.yaml") if k in data), None)
-            if key is None:
-                raise ValueError(f"KubeConfig secret '{where}' does not contain a 'value' key with a kubeconfig")
-        try:
-            config = yaml.safe_load(base64.b64decode(data[key]))
-        except (ValueError, yaml.YAMLError) as exc:
-            raise ValueError(f"KubeConfig secret '{where}' holds no valid kubeconfig: {exc}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"KubeConfig secret '{where}' holds no valid kubeconfig")
-        config = restrict_kubeconfig(config, allow_exec=self.options.insecure_kubeconfig_exec,
-                                     allow_insecure_tls=self.options.insecure_kubeconfig_tls)
-        fd, path = tempfile.mkstemp(prefix="kubeconfig-", suffix=".yaml")
-        try:
-            with os.fdopen(fd, "w") as f:
-                yaml.safe_dump(config, f)
-            return KubeClient.from_kubeconfig(path)
-        finally:
-            os.unlink(path)
+            return self.clients.for_object(ctx.kube, obj)
+        except ClientError as exc:
+            raise RetryableError(str(exc), reason=meta.RECONCILIATION_FAILED_REASON) from None
 
     def _sops_age_secret(self) -> tuple[str, str] | None:
         name, namespace = self.options.sops_age_secret, self.options.runtime_namespace
@@ -715,26 +664,6 @@ def _exists(kube: KubeClient, rt, name: str, namespace: str) -> bool:
         return True
     except NotFound:
         return False
-
-
-_FILE_KEYS = {"clusters": ("certificate-authority",),
-              "users": ("client-certificate", "client-key", "tokenFile", "token-file")}
-
-
-def restrict_kubeconfig(config: dict, *, allow_exec: bool = False, allow_insecure_tls: bool = False) -> dict:
-    """A kubeconfig of a remote cluster as Flux uses it: inline data only (no paths into the controller's
-    file system), no ``exec`` plugin or ``insecure-skip-tls-verify`` unless allowed."""
-    config = copy.deepcopy(config)
-    for section, keys in _FILE_KEYS.items():
-        for entry in config.get(section) or []:
-            body = (entry or {}).get(section[:-1]) or {}
-            for k in keys:
-                body.pop(k, None)
-            if section == "users" and not allow_exec:
-                body.pop("exec", None)
-            if section == "clusters" and not allow_insecure_tls:
-                body.pop("insecure-skip-tls-verify", None)
-    return config
 
 
 # ---------------------------------------------------------------------------------------------- flags

@@ -117,7 +117,7 @@ def test_a_remote_cluster_through_a_kubeconfig_secret(kube, control_plane, names
 
 
 def test_kubeconfig_file_references_and_exec_are_dropped():
-    from controllers.kustomize.reconciler import restrict_kubeconfig
+    from controllers.lib.clients import restrict_kubeconfig
 
     config = {"clusters": [{"name": "c", "cluster": {"server": "https://x", "certificate-authority": "/etc/ca",
                                                       "insecure-skip-tls-verify": True}}],
