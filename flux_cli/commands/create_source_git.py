@@ -21,12 +21,13 @@ from flux_cli.commands.create import (FETCH_TIMEOUT_OPTION, INTERVAL_OPTION, LAB
 from flux_cli.commands.create_secret_git import (ECDSA_CURVE_OPTION, KEY_ALGORITHM_OPTION, PASSWORD_OPTION,
                                                  PRIVATE_KEY_FILE_OPTION, RSA_BITS_OPTION, URL_OPTION, git_secret,
                                                  read_ca)
+from flux_cli.flags import GIT_PROVIDER
 
 
 def git_repository_spec(*, url: str, branch: str = "", tag: str = "", semver: str = "", ref_name: str = "",
                         commit: str = "", interval: str = "1m", fetch_timeout: str = "", secret_ref: str = "",
                         recurse_submodules: bool = False, ignore_paths: list[str] | None = None,
-                        ca_file: str = "") -> dict:
+                        ca_file: str = "", provider: str = "") -> dict:
     """The GitRepository's spec from the command's flags, validated as flux validates them."""
     if not url:
         raise CLIError("url is required")
@@ -56,6 +57,8 @@ def git_repository_spec(*, url: str, branch: str = "", tag: str = "", semver: st
         spec["ignore"] = "\n".join(ignore_paths)
     if secret_ref:
         spec["secretRef"] = {"name": secret_ref}
+    if provider:
+        spec["provider"] = GIT_PROVIDER.check(provider, "--provider")
     return spec
 
 
@@ -76,6 +79,8 @@ def create_source_git(
     rsa_bits: int = RSA_BITS_OPTION,
     ecdsa_curve: str = ECDSA_CURVE_OPTION,
     secret_ref: str = secret_ref_option("The name of an existing secret containing SSH or basic credentials."),
+    provider: str = GIT_PROVIDER.option("", "--provider", "The Git provider name (azure and github authenticate "
+                                        "without a credentials Secret of fluxpy's making)."),
     ca_file: Optional[str] = typer.Option(None, "--ca-file", help="Path to a TLS CA file used for validating "
                                                                   "self-signed certificates."),
     private_key_file: Optional[str] = PRIVATE_KEY_FILE_OPTION,
@@ -98,9 +103,9 @@ def create_source_git(
     spec = git_repository_spec(url=url, branch=branch, tag=tag, semver=semver, ref_name=ref_name, commit=commit,
                                interval=interval, fetch_timeout=fetch_timeout, secret_ref=secret_ref,
                                recurse_submodules=recurse_submodules, ignore_paths=split_list(ignore_paths),
-                               ca_file=ca_file or "")
+                               ca_file=ca_file or "", provider=provider)
     repository = new_object(GIT_REPOSITORY, name, a.namespace, spec, labels)
-    if not export and not secret_ref:
+    if not export and not secret_ref and provider in ("", "generic"):
         _configure_authentication(a, name, spec, username=username, password=password, ca_file=ca_file or "",
                                   private_key_file=private_key_file or "", key_algorithm=key_algorithm,
                                   rsa_bits=rsa_bits, ecdsa_curve=ecdsa_curve, silent=silent)

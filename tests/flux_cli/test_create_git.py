@@ -29,6 +29,13 @@ def test_export_git_repository(fluxpy):
     }
 
 
+def test_export_git_repository_with_a_provider(fluxpy):
+    res = fluxpy("create", "source", "git", "x", "--url", "https://dev.azure.com/org/p/_git/r", "--branch", "main",
+                 "--provider", "azure", "--export")
+    assert res.exit_code == 0, res.stderr
+    assert yaml.safe_load(res.stdout)["spec"]["provider"] == "azure"
+
+
 @pytest.mark.parametrize("flags, ref", [
     (["--tag", "v1", "--branch", "main"], {"tag": "v1"}),
     (["--tag-semver", ">=1.0", "--tag", "v1"], {"semver": ">=1.0"}),
@@ -48,6 +55,9 @@ def test_export_ref_precedence(fluxpy, flags, ref):
                                   "--ref-name or --tag-semver"),
     (["--url", "ssh://git@host/r", "--branch", "m", "--ca-file", "ca.crt"],
      "specifying a CA file is not supported for Git over SSH"),
+    (["--url", "https://host/r", "--branch", "m", "--provider", "gitea"],
+     "invalid argument \"gitea\" for \"--provider\" flag: source Git provider 'gitea' is not supported, must be "
+     "one of: generic, azure, github"),
 ])
 def test_source_git_flag_errors(fluxpy, args, message):
     res = fluxpy("create", "source", "git", "x", *args, "--export")
