@@ -97,3 +97,26 @@ class HelmCLI:
         if not path or not os.path.isfile(path):
             raise HelmError(f"helm package wrote no chart: {out.strip()}")
         return Path(path)
+
+    def render_release(self, chart: str | os.PathLike, name: str, namespace: str, values: dict | None = None) -> dict:
+        """The release ``helm install`` would make, without touching a cluster (``--dry-run=client -o json``):
+        Helm's release object as its storage holds it (``manifest``, ``hooks`` apart, ``chart``, ``config``,
+        ``info``), for a controller to apply and store itself. Templates see ``.Release.IsInstall`` and Helm's
+        default ``.Capabilities`` (``helm install`` has no ``--kube-version``; Helm has no client-side upgrade
+        render).
+        A template error or values rejected by the chart's schema is a HelmError with Helm's message."""
+        import json
+
+        import yaml
+
+        values_file = self.home / f"values-{name}.yaml"
+        values_file.write_text(yaml.safe_dump(values or {}))
+        args = ["install", name, str(chart), "--namespace", namespace, "--dry-run=client", "--output", "json",
+                "--values", str(values_file)]
+        try:
+            release = json.loads(self.run(*args))
+        except ValueError as exc:
+            raise HelmError(f"helm install --dry-run printed no release: {exc}") from None
+        finally:
+            values_file.unlink(missing_ok=True)
+        return release

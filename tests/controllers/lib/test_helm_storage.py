@@ -67,3 +67,41 @@ def test_the_encoding_round_trips_and_rejects_what_is_not_a_release():
         decode_release("not base64!")
     with pytest.raises(StorageError, match="not an object"):
         decode_release(encode_release([1, 2]))  # type: ignore[arg-type]
+
+
+HOOK = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-hook\n  annotations:\n"
+        "    helm.sh/hook: pre-install,pre-upgrade\n")
+
+
+def test_render_release_is_helms_release_object(tmp_path, kube, kubeconfig, namespace):
+    """Rendered by the real helm, stored by fluxpy: ``helm get manifest/hooks/values`` read it back."""
+    chart = make_chart(tmp_path, "podinfo", "6.5.4", files={"templates/hook.yaml": HOOK})
+    with HelmCLI(120) as helm:
+        release = helm.render_release(chart, "demo", namespace, {"message": "rendered"})
+        assert (release["name"], release["namespace"], release["config"]) == ("demo", namespace,
+                                                                            {"message": "rendered"})
+        assert "name: demo-podinfo" in release["manifest"] and "hook" not in release["manifest"]
+        (hook,) = release["hooks"]
+        assert hook["name"] == "demo-hook" and hook["events"] == ["pre-install", "pre-upgrade"]
+
+        release.update(version=1)
+        release["info"].update(status=STATUS_DEPLOYED, description="Install complete")
+        ReleaseStorage(kube, namespace).create(release)
+        common = ("--namespace", namespace, "--kubeconfig", str(kubeconfig))
+        assert "name: demo-podinfo" in helm.run("get", "manifest", "demo", *common)
+        assert "demo-hook" in helm.run("get", "hooks", "demo", *common)
+        assert json.loads(helm.run("get", "values", "demo", "-o", "json", *common)) == {"message": "rendered"}
+
+
+@pytest.mark.parametrize("files, values, message", [
+    ({"templates/bad.yaml": "{{ .Values.missing.key }}"}, {}, "nil pointer evaluating interface {}.key"),
+    ({"values.schema.json": json.dumps({"type": "object", "properties": {"replicas": {"type": "integer"}}})},
+     {"replicas": "three"}, "replicas"),
+])
+def test_render_release_reports_helms_error(tmp_path, files, values, message):
+    from controllers.lib.helm import HelmError
+
+    chart = make_chart(tmp_path, "broken", files=files)
+    with HelmCLI(120) as helm, pytest.raises(HelmError, match=message) as failure:
+        helm.render_release(chart, "demo", "apps", values)
+    assert "Traceback" not in str(failure.value)
