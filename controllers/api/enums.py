@@ -14,5 +14,7 @@ VERIFY_PROVIDERS = ("cosign", "notation")
 DECRYPTION_PROVIDERS = ("sops",)
 #: HelmChart ``spec.reconcileStrategy`` (and a HelmRelease's chart template).
 CHART_RECONCILE_STRATEGIES = ("ChartVersion", "Revision")
+#: HelmRelease ``spec.install.crds`` / ``spec.upgrade.crds``.
+CRDS_POLICIES = ("Skip", "Create", "CreateReplace")
 #: HelmRepository ``spec.type``.
 HELM_REPOSITORY_TYPES = ("default", "oci")

@@ -136,6 +136,15 @@ def parse_labels(values: Optional[list[str]]) -> dict[str, str]:
     return labels
 
 
+def sorted_keys(value: Any) -> Any:
+    """Maps with their keys sorted at every depth: flux prints objects through JSON, so its YAML is sorted."""
+    if isinstance(value, dict):
+        return {k: sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(v) for v in value]
+    return value
+
+
 def new_object(kind: "Kind", name: str, namespace: str, spec: dict, labels: dict[str, str] | None = None) -> dict:
     """A fluxpy object with only the fields a user would write."""
     return {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": object_meta(name, namespace, labels),

@@ -16,7 +16,7 @@ import typer
 
 from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.commands.create import (INTERVAL_OPTION, LABEL_OPTION, apply_or_export, create_app, export_option,
-                                      go_duration, new_object, parse_labels)
+                                      go_duration, new_object, parse_labels, sorted_keys)
 from flux_cli.flags import DECRYPTION_PROVIDER
 
 SOURCE_KINDS = ("OCIRepository", "GitRepository", "Bucket")
@@ -29,7 +29,7 @@ def parse_source(value: str) -> dict:
         raise CLIError("no Kustomization source given, please specify source that contains the Kubernetes manifests "
                        "in the format '[<kind>/]<name>.<namespace>', where kind must be one of: "
                        f"({', '.join(SOURCE_KINDS)}), if kind is not specified it defaults to GitRepository")
-    kind, name, namespace = _kind_name_namespace(value)
+    kind, name, namespace = kind_name_namespace(value)
     if not name:
         raise CLIError(f"no name given for source of kind '{kind}'")
     if not kind:
@@ -45,7 +45,7 @@ def parse_source(value: str) -> dict:
     return ref
 
 
-def _kind_name_namespace(value: str) -> tuple[str, str, str]:
+def kind_name_namespace(value: str) -> tuple[str, str, str]:
     """flux's ParseObjectKindNameNamespace: ``kind/name.namespace`` (kind and namespace optional)."""
     kind, name = "", value
     parts = value.split("/")
@@ -126,7 +126,7 @@ def kustomization_spec(*, source: str, path: str, prune: bool, interval: str, de
             spec["decryption"]["secretRef"] = {"name": decryption_secret}
     if retry_interval and parse_duration(retry_interval) > 0:
         spec["retryInterval"] = go_duration(retry_interval)
-    return spec
+    return sorted_keys(spec)
 
 
 def _create_kustomization(

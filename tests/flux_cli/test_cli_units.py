@@ -70,6 +70,7 @@ def test_boolean_flags_accept_flux_style_values():
     ("VERIFY_PROVIDER", "OCIRepository", "verify.provider"),
     ("DECRYPTION_PROVIDER", "Kustomization", "decryption.provider"),
     ("CHART_RECONCILE_STRATEGY", "HelmChart", "reconcileStrategy"),
+    ("CRDS_POLICY", "HelmRelease", "upgrade.crds"),
 ])
 def test_enum_flag_values_are_the_crd_enums(value, kind, path):
     """A typed flag value accepts exactly what the kind's schema does, and completes and documents it."""
