@@ -102,9 +102,24 @@ def _action_switches() -> dict:
     )
 
 
-#: HelmRelease. ``source_ref_path`` is ``spec.chart.spec.sourceRef``; a release may instead set
-#: ``spec.chartRef`` (an OCIRepository, HelmChart or ExternalArtifact), which ``reconcile --with-source``
-#: must then follow.
+def release_source(obj: dict) -> dict | None:
+    """What ``reconcile hr --with-source`` reconciles first, as flux: the ``spec.chartRef`` (its namespace
+    defaulting to the release's), else the HelmChart the helm-controller generates from ``spec.chart``:
+    ``<namespace>-<name>`` in the chart source's namespace."""
+    namespace = (obj.get("metadata") or {}).get("namespace")
+    spec = obj.get("spec") or {}
+    if spec.get("chartRef"):
+        ref = spec["chartRef"]
+        return {"kind": ref.get("kind"), "name": ref.get("name"), "namespace": ref.get("namespace") or namespace}
+    source_ref = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef")
+    if not source_ref:
+        return None
+    return {"kind": "HelmChart", "name": f"{namespace}-{obj['metadata']['name']}",
+            "namespace": source_ref.get("namespace") or namespace}
+
+
+#: HelmRelease. ``source_ref_path`` is ``spec.chart.spec.sourceRef``; ``reconcile --with-source`` follows
+#: :func:`release_source` (the chartRef or the generated HelmChart, whose own source comes first).
 #: the chart version of the newest release, else the last attempted one (as flux's ``get helmreleases``).
 _CHART_VERSION = Column("REVISION", ("status.history[0].chartVersion", "status.lastAttemptedRevision"))
 
@@ -247,6 +262,7 @@ HELM_RELEASE = Kind(
     printer_columns=(age_column(), *ready_columns()),
     cli_names=("helmrelease", "helmreleases", "hr"),
     source_ref_path="spec.chart.spec.sourceRef",
+    source_resolver=release_source,
     revision=_CHART_VERSION,
     columns=(meta.source_column("spec.chartRef", "spec.chart.spec.sourceRef"), _CHART_VERSION, meta.SUSPENDED_COLUMN),
     revision_verb="applied",

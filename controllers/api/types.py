@@ -7,7 +7,7 @@ driven by a :class:`Kind`'s capabilities, never by per-kind code.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +172,9 @@ class Kind(ResourceType):
     #: dotted path to the source reference in the object for ``reconcile --with-source``
     #: (e.g. "spec.sourceRef"); "" when the kind has no source.
     source_ref_path: str = ""
+    #: the object's source as ``{kind, name[, namespace]}`` when ``source_ref_path`` cannot say it (a
+    #: HelmRelease's generated HelmChart); None: read ``source_ref_path``.
+    source_resolver: Callable[[dict], dict | None] | None = dataclasses.field(default=None, compare=False)
     #: what ``reconcile`` reports after "<revision_verb> revision" (e.g. status.artifact.revision).
     revision: Column | None = None
     #: the columns ``get`` prints between NAME and READY/MESSAGE, as flux's ``get`` for the kind.

@@ -98,11 +98,15 @@ def reconcile_failed(label: str, exc) -> CLIError:
 
 
 def source_of(kind: "Kind", obj: dict) -> tuple["Kind", str, str | None] | None:
-    """The (kind, name, namespace) of the object's source, from the kind's ``source_ref_path``."""
+    """The (kind, name, namespace) of the object's source: the kind's ``source_resolver``, else its
+    ``source_ref_path``."""
     from controllers.api.kinds import kind_by_name
     from controllers.api.objects import dig
 
-    ref = dig(obj, kind.source_ref_path) if kind.source_ref_path else None
+    if kind.source_resolver is not None:
+        ref = kind.source_resolver(obj)
+    else:
+        ref = dig(obj, kind.source_ref_path) if kind.source_ref_path else None
     if not ref or not ref.get("kind"):
         return None
     source_kind = kind_by_name(ref["kind"])
@@ -122,6 +126,21 @@ def request_annotations(kind: "Kind", given: dict[str, bool]) -> tuple[str, ...]
             raise CLIError(f"--{flag} does not apply to {kind.kind} (its reconcile options: {offered})")
         annotations.append(declared[flag])
     return tuple(annotations)
+
+
+#: how deep ``--with-source`` follows sources of sources (HelmRelease → HelmChart → HelmRepository).
+MAX_SOURCE_DEPTH = 3
+
+
+def sources_of(a: App, kind: "Kind", obj: dict) -> list[tuple["Kind", str, str | None]]:
+    """The object's source, that source's source, …: what ``reconcile --with-source`` reconciles first."""
+    chain = []
+    while len(chain) < MAX_SOURCE_DEPTH and (source := source_of(kind, obj)) is not None:
+        kind, name, namespace = source
+        namespace = namespace if kind.namespaced else None
+        chain.append((kind, name, namespace))
+        obj = _existing(a, kind, name, namespace)
+    return chain
 
 
 @app.command("reconcile")
@@ -145,12 +164,11 @@ def reconcile(
     _require(kind, "reconcilable", "reconcile")
     also = request_annotations(kind, {"force": force, "reset": reset})
     if with_source:
-        source = source_of(kind, _existing(a, kind, tgt.name, ns))
-        if source is None:
+        chain = sources_of(a, kind, _existing(a, kind, tgt.name, ns))
+        if not chain:
             raise CLIError(f"{kind.kind} has no source to reconcile (--with-source)")
-        source_kind, source_name, source_ns = source
-        source_ns = source_ns if source_kind.namespaced else None
-        report_ready(a, source_kind, reconcile_and_wait(a, source_kind, source_name, source_ns))
+        for source_kind, source_name, source_ns in reversed(chain):  # the deepest source first
+            report_ready(a, source_kind, reconcile_and_wait(a, source_kind, source_name, source_ns))
     report_ready(a, kind, reconcile_and_wait(a, kind, tgt.name, ns, also))
 
 

@@ -205,6 +205,33 @@ def test_reconcile_declares_every_kinds_reconcile_option():
     assert {"--force", "--reset"} == declared
 
 
+def test_reconcile_hr_with_source_follows_the_generated_chart_to_its_repository(fluxpy, kubeconfig, kube,
+                                                                               flux_crds, namespace):
+    """As flux: HelmRepository, then the HelmChart ``<namespace>-<name>`` made from spec.chart, then the release."""
+    by_kind = {k.kind: k for k in KINDS}
+    hr = create_demo(kube, by_kind["HelmRelease"], namespace)
+    assert hr["spec"]["chart"]["spec"]["sourceRef"]["kind"] == "HelmRepository"
+    repo_name = hr["spec"]["chart"]["spec"]["sourceRef"]["name"]
+    create_demo(kube, by_kind["HelmRepository"], namespace, repo_name)
+    create_demo(kube, by_kind["HelmChart"], namespace, f"{namespace}-demo")
+    with StandInReconciler(kube, by_kind["HelmRepository"], repo_name, namespace) as repo, \
+            StandInReconciler(kube, by_kind["HelmChart"], f"{namespace}-demo", namespace) as chart, \
+            StandInReconciler(kube, by_kind["HelmRelease"], "demo", namespace) as release:
+        res = fluxpy("reconcile", "hr", "demo", "--with-source", "-n", namespace, "--timeout", "30s",
+                     "--kubeconfig", str(kubeconfig))
+    assert res.exit_code == 0, res.stderr
+    assert len(repo.handled) == len(chart.handled) == len(release.handled) == 1
+    assert repo.handled[0] < chart.handled[0] < release.handled[0]
+
+    # a chartRef is followed instead; a missing source is one line
+    kube.patch(by_kind["HelmRelease"], "demo", [{"op": "remove", "path": "/spec/chart"},
+                                                {"op": "add", "path": "/spec/chartRef",
+                                                 "value": {"kind": "OCIRepository", "name": "charts"}}],
+               namespace, patch_type="json")
+    res = fluxpy("reconcile", "hr", "demo", "--with-source", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert res.exit_code == 1 and f"OCIRepository '{namespace}/charts' not found" in res.stderr, res.stderr
+
+
 def test_reconcile_refuses_suspended(fluxpy, kubeconfig, kube, flux_crds, namespace):
     ks = next(k for k in KINDS if k.kind == "Kustomization")
     create_demo(kube, ks, namespace)
