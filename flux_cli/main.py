@@ -14,7 +14,7 @@ from flux_cli.root import app
 
 
 def _register() -> None:
-    from flux_cli.commands import (check, completion, create, dev, events, get, install, lifecycle,  # noqa: F401
+    from flux_cli.commands import (check, completion, create, debug, dev, events, get, install, lifecycle,  # noqa: F401
                                    logs, trace, version, why)
     from flux_cli.commands import artifact, bootstrap_git, bootstrap_github, bootstrap_gitlab, build, envsubst  # noqa: F401
     from flux_cli.commands import create_helmrelease, create_kustomization, diff, migrate, tree  # noqa: F401

@@ -75,7 +75,7 @@ class Node:
             return "DependencyCycle"
         if self.obj is None:
             return "NotFound"
-        return (find_condition(self.obj, "Ready") or {}).get("reason", "")
+        return self._explaining_condition().get("reason", "")
 
     @property
     def message(self) -> str:
@@ -85,7 +85,18 @@ class Node:
             return f"{self.ref} not found"
         if self.suspended:
             return "reconciliation is suspended"
-        return (find_condition(self.obj, "Ready") or {}).get("message", "")
+        return self._explaining_condition().get("message", "")
+
+    def _explaining_condition(self) -> dict:
+        """The Ready condition; while a retry is in progress (Ready Unknown), the failure it retries: a
+        ``...Failed`` condition still True (e.g. FetchFailed), so ``why`` names the cause at any instant."""
+        ready = find_condition(self.obj, "Ready") or {}
+        if ready.get("status") == "Unknown":
+            failed = next((c for c in (self.obj.get("status") or {}).get("conditions") or []
+                           if c.get("type", "").endswith("Failed") and c.get("status") == "True"), None)
+            if failed:
+                return failed
+        return ready
 
     def walk(self) -> Iterator["Node"]:
         yield self
