@@ -103,18 +103,20 @@ def _action_switches() -> dict:
 
 
 def release_source(obj: dict) -> dict | None:
-    """What ``reconcile hr --with-source`` reconciles first, as flux: the ``spec.chartRef`` (its namespace
-    defaulting to the release's), else the HelmChart the helm-controller generates from ``spec.chart``:
-    ``<namespace>-<name>`` in the chart source's namespace."""
+    """A release's source, as flux's ``reconcile hr --with-source`` and the chain ``why``/``trace`` walk:
+    the ``spec.chartRef`` (relation "chartRef", its namespace defaulting to the release's), else the HelmChart
+    the helm-controller generates from ``spec.chart`` (relation "chart"): ``<namespace>-<name>`` in the chart
+    source's namespace."""
     namespace = (obj.get("metadata") or {}).get("namespace")
     spec = obj.get("spec") or {}
     if spec.get("chartRef"):
         ref = spec["chartRef"]
-        return {"kind": ref.get("kind"), "name": ref.get("name"), "namespace": ref.get("namespace") or namespace}
+        return {"relation": "chartRef", "kind": ref.get("kind"), "name": ref.get("name"),
+                "namespace": ref.get("namespace") or namespace, "apiVersion": ref.get("apiVersion")}
     source_ref = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef")
     if not source_ref:
         return None
-    return {"kind": "HelmChart", "name": f"{namespace}-{obj['metadata']['name']}",
+    return {"relation": "chart", "kind": "HelmChart", "name": f"{namespace}-{obj['metadata']['name']}",
             "namespace": source_ref.get("namespace") or namespace}
 
 

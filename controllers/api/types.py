@@ -172,8 +172,8 @@ class Kind(ResourceType):
     #: dotted path to the source reference in the object for ``reconcile --with-source``
     #: (e.g. "spec.sourceRef"); "" when the kind has no source.
     source_ref_path: str = ""
-    #: the object's source as ``{kind, name[, namespace]}`` when ``source_ref_path`` cannot say it (a
-    #: HelmRelease's generated HelmChart); None: read ``source_ref_path``.
+    #: the object's source as ``{kind, name[, namespace, apiVersion, relation]}`` when ``source_ref_path``
+    #: cannot say it (a HelmRelease's chartRef or generated HelmChart); None: read ``source_ref_path``.
     source_resolver: Callable[[dict], dict | None] | None = dataclasses.field(default=None, compare=False)
     #: what ``reconcile`` reports after "<revision_verb> revision" (e.g. status.artifact.revision).
     revision: Column | None = None

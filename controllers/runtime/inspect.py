@@ -2,8 +2,9 @@
 
 An object's links, read from its spec through the kinds table:
 
-- its **source** (``Kind.source_ref_path``; a HelmRelease's chart goes through the HelmChart Flux makes for it,
-  ``<release namespace>-<release name>`` in the source's namespace, or ``spec.chartRef``);
+- its **source** (``Kind.source_ref_path``, or the kind's ``source_resolver``: a HelmRelease's chart goes
+  through the HelmChart Flux makes for it, ``<release namespace>-<release name>`` in the source's namespace,
+  or ``spec.chartRef``);
 - its **dependencies** (``spec.dependsOn``; beyond Flux an entry may name any ``apiVersion``/``kind``);
 - for image policies and automations and alerts, the object they point at.
 
@@ -138,15 +139,12 @@ def links(kind: Kind | ResourceType, obj: dict) -> list[tuple[str, str, str, str
     namespace = obj["metadata"].get("namespace", "")
     out = []
     source_path = getattr(kind, "source_ref_path", "")
-    if kind.kind == "HelmRelease":
-        chart_ref = dig(obj, "spec.chartRef")
-        template_ref = dig(obj, "spec.chart.spec.sourceRef")
-        if chart_ref:
-            out.append(("chartRef", chart_ref["kind"], chart_ref["name"], chart_ref.get("apiVersion"),
-                        chart_ref.get("namespace") or namespace))
-        elif template_ref:
-            chart_ns = template_ref.get("namespace") or namespace
-            out.append(("chart", "HelmChart", f"{namespace}-{obj['metadata']['name']}", None, chart_ns))
+    resolver = getattr(kind, "source_resolver", None)
+    if resolver is not None:  # e.g. a HelmRelease: its chartRef, or the HelmChart Flux makes for it
+        ref = resolver(obj)
+        if ref and ref.get("name"):
+            out.append((ref.get("relation") or "source", ref.get("kind") or "", ref["name"], ref.get("apiVersion"),
+                        ref.get("namespace") or namespace))
     elif source_path:
         ref = dig(obj, source_path)
         if ref and ref.get("name"):

@@ -24,8 +24,6 @@ def _debug_helmrelease(
                                       help="Print the reconciliation history of the Helm release."),
 ) -> None:
     """Debug a HelmRelease (prints Secret values with --show-values)."""
-    import yaml
-
     from controllers.api.helm import HELM_RELEASE
     from controllers.lib.values import ValuesReferenceError, chart_values
     from controllers.runtime.kube import NotFound

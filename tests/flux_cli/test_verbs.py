@@ -170,6 +170,12 @@ def test_reconcile_with_source_reconciles_the_source_first(fluxpy, kubeconfig, k
     assert "fetched revision main@sha1:aaaa" in res.stderr and "applied revision main@sha1:aaaa" in res.stderr
 
 
+def test_show_source_is_refused_where_no_kind_has_a_source_column(fluxpy, kubeconfig, flux_crds, namespace):
+    res = fluxpy("get", "source", "git", "--show-source", "-n", namespace, "--kubeconfig", str(kubeconfig))
+    assert res.exit_code == 1
+    assert "--show-source applies to Kustomizations and HelmReleases, not GitRepository" in res.stderr
+
+
 def test_reconcile_force_and_reset_carry_the_request_token(fluxpy, kubeconfig, kube, flux_crds, namespace):
     hr = next(k for k in KINDS if k.kind == "HelmRelease")
     create_demo(kube, hr, namespace)

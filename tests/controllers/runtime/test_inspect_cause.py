@@ -24,3 +24,15 @@ def test_ready_false_and_a_first_reconciliation_keep_the_ready_condition():
     assert failed.reason == "GitOperationFailed"
     first = _git([{"type": "Ready", "status": "Unknown", "reason": "Progressing", "message": "in progress"}])
     assert (first.reason, first.message) == ("Progressing", "in progress")
+
+
+def test_a_release_links_to_the_helmchart_flux_makes_for_it():
+    from controllers.api.helm import HELM_RELEASE
+    from controllers.runtime.inspect import links
+
+    release = {"metadata": {"name": "web", "namespace": "apps"},
+               "spec": {"chart": {"spec": {"chart": "web", "sourceRef": {"kind": "HelmRepository", "name": "r",
+                                                                         "namespace": "flux-system"}}}}}
+    assert links(HELM_RELEASE, release)[0] == ("chart", "HelmChart", "apps-web", None, "flux-system")
+    release["spec"] = {"chartRef": {"kind": "OCIRepository", "name": "charts"}}
+    assert links(HELM_RELEASE, release)[0] == ("chartRef", "OCIRepository", "charts", None, "apps")
