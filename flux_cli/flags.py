@@ -32,6 +32,11 @@ def selected_components(components: Optional[list[str]], components_extra: Optio
     return names
 
 
+def canonical_kind(kind: str, kinds: tuple[str, ...]) -> str | None:
+    """The kind of ``kinds`` that ``kind`` names, case-insensitively (as flux's flags match kinds), or None."""
+    return next((k for k in kinds if k.lower() == kind.lower()), None)
+
+
 @dataclasses.dataclass(frozen=True)
 class EnumValue:
     """The values a flag accepts (an API enum) and what a value is called in flux's error message."""

@@ -16,5 +16,7 @@ DECRYPTION_PROVIDERS = ("sops",)
 CHART_RECONCILE_STRATEGIES = ("ChartVersion", "Revision")
 #: HelmRelease ``spec.install.crds`` / ``spec.upgrade.crds``.
 CRDS_POLICIES = ("Skip", "Create", "CreateReplace")
+#: The sources a HelmChart (and a HelmRelease's chart template) builds charts from.
+CHART_SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket")
 #: HelmRepository ``spec.type``.
 HELM_REPOSITORY_TYPES = ("default", "oci")

@@ -6,12 +6,10 @@ from controllers.api.meta import (
     age_column, common_metadata, dependency_refs, interval, kubeconfig_ref, kustomize_images,
     kustomize_patches, ready_columns, selector, status, suspend, verification,
 )
-from controllers.api.enums import CHART_RECONCILE_STRATEGIES, CRDS_POLICIES
+from controllers.api.enums import CHART_RECONCILE_STRATEGIES, CHART_SOURCE_KINDS, CRDS_POLICIES
 from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Int, Map, Preserve, Str, Time, derive, obj
 from controllers.api.types import Column, Kind, OlderVersion, ReconcileOption
 
-#: Kinds spec.chart.spec.sourceRef may name (a HelmChart is then generated).
-CHART_SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket")
 #: Kinds spec.chartRef may name (an existing chart artifact).
 CHART_REF_KINDS = ("OCIRepository", "HelmChart", "ExternalArtifact")
 

@@ -10,7 +10,7 @@ from controllers.api.meta import (
     access_from, age_column, artifact, interval, local_ref, namespaced_object_kind_ref, ready_columns,
     status, suspend, verification,
 )
-from controllers.api.enums import BUCKET_PROVIDERS, CHART_RECONCILE_STRATEGIES, GIT_PROVIDERS, HELM_REPOSITORY_TYPES, OCI_PROVIDERS
+from controllers.api.enums import BUCKET_PROVIDERS, CHART_RECONCILE_STRATEGIES, CHART_SOURCE_KINDS, GIT_PROVIDERS, HELM_REPOSITORY_TYPES, OCI_PROVIDERS
 from controllers.api.schema import Arr, Bool, Duration, Enum, Field, Str, derive, obj
 from controllers.api.types import Column, Kind, OlderVersion, PrinterColumn
 
@@ -192,7 +192,7 @@ HELM_CHART = _source_kind(
             "The source holding the chart (same namespace).",
             required=True,
             apiVersion=Str("API version of the source."),
-            kind=Enum("HelmRepository", "GitRepository", "Bucket", doc="Kind of the source.", required=True),
+            kind=Enum(*CHART_SOURCE_KINDS, doc="Kind of the source.", required=True),
             name=Str("Name of the source.", required=True),
         ),
         interval=interval("How often to check the source for a new chart."),

@@ -13,19 +13,15 @@ from typing import Optional
 
 import typer
 
+from controllers.api.enums import CHART_SOURCE_KINDS
 from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.commands.create import (INTERVAL_OPTION, LABEL_OPTION, apply_or_export, create_app, export_option,
                                       go_duration, new_object, parse_labels, sorted_keys)
 from flux_cli.commands.create_kustomization import kind_name_namespace, parse_depends_on
-from flux_cli.flags import CHART_RECONCILE_STRATEGY, CRDS_POLICY
+from flux_cli.flags import CHART_RECONCILE_STRATEGY, CRDS_POLICY, canonical_kind
 
-CHART_SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket")
 CHART_REF_KINDS = ("OCIRepository", "HelmChart")
 VALUES_FROM_KINDS = ("Secret", "ConfigMap")
-
-
-def _canonical(kind: str, kinds: tuple[str, ...]) -> str | None:
-    return next((k for k in kinds if k.lower() == kind.lower()), None)
 
 
 def _reference(value: str, kinds: tuple[str, ...], *, invalid: str, unsupported: str) -> dict:
@@ -33,7 +29,7 @@ def _reference(value: str, kinds: tuple[str, ...], *, invalid: str, unsupported:
     kind, name, namespace = kind_name_namespace(value)
     if not kind or not name:
         raise CLIError(invalid)
-    canonical = _canonical(kind, kinds)
+    canonical = canonical_kind(kind, kinds)
     if canonical is None:
         raise CLIError(f"{unsupported} '{kind}' is not supported, must be one of: {', '.join(kinds)}")
     return {"kind": canonical, "name": name, **({"namespace": namespace} if namespace else {})}
@@ -121,7 +117,7 @@ def helm_release_spec(*, source: str = "", chart: str = "", chart_ref: str = "",
             kind, _, name = value.partition("/")
             if not kind or not name:
                 raise CLIError(f"invalid Kubernetes object reference '{value}', must be in format <kind>/<name>")
-            canonical = _canonical(kind, VALUES_FROM_KINDS)
+            canonical = canonical_kind(kind, VALUES_FROM_KINDS)
             if canonical is None:
                 raise CLIError(f"reference kind '{kind}' is not supported, must be one of: "
                                f"{', '.join(VALUES_FROM_KINDS)}")

@@ -17,7 +17,7 @@ import typer
 from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.commands.create import (INTERVAL_OPTION, LABEL_OPTION, apply_or_export, create_app, export_option,
                                       go_duration, new_object, parse_labels, sorted_keys)
-from flux_cli.flags import DECRYPTION_PROVIDER
+from flux_cli.flags import DECRYPTION_PROVIDER, canonical_kind
 
 SOURCE_KINDS = ("OCIRepository", "GitRepository", "Bucket")
 HEALTH_CHECK_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "HelmRelease")
@@ -36,7 +36,7 @@ def parse_source(value: str) -> dict:
         if name in SOURCE_KINDS:
             raise CLIError(f"no kind specified for source '{name}'")
         kind = "GitRepository"
-    canonical = next((k for k in SOURCE_KINDS if k.lower() == kind.lower()), None)
+    canonical = canonical_kind(kind, SOURCE_KINDS)
     if canonical is None:
         raise CLIError(f"source kind '{kind}' is not supported, must be one of: {', '.join(SOURCE_KINDS)}")
     ref = {"kind": canonical, "name": name}

@@ -12,24 +12,25 @@ from typing import Optional
 
 import typer
 
+from controllers.api.enums import CHART_SOURCE_KINDS
 from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.commands.create import (INTERVAL_OPTION, LABEL_OPTION, apply_or_export,
                                       create_source_app, export_option, go_duration, new_object, parse_labels,
                                       verify_spec)
-from flux_cli.flags import CHART_RECONCILE_STRATEGY, VERIFY_PROVIDER
+from flux_cli.flags import CHART_RECONCILE_STRATEGY, VERIFY_PROVIDER, canonical_kind
 
-SOURCE_KINDS = ("HelmRepository", "GitRepository", "Bucket")
+SOURCE_KINDS = CHART_SOURCE_KINDS
 
 
 def parse_source(value: str) -> tuple[str, str]:
     """``<kind>/<name>`` (kind case-insensitive, as flux's LocalHelmChartSource flag)."""
     kind, sep, name = value.partition("/")
-    matches = [k for k in SOURCE_KINDS if k.lower() == kind.lower()]
-    if not value or not sep or not name or not matches:
+    canonical = canonical_kind(kind, SOURCE_KINDS)
+    if not value or not sep or not name or not canonical:
         raise CLIError(f"invalid argument \"{value}\" for \"--source\" flag: source kind '{kind}' is not "
                        f"supported, must be one of: {', '.join(SOURCE_KINDS)}" if sep and name else
                        f"invalid argument \"{value}\" for \"--source\" flag: no name separator '/' found")
-    return matches[0], name
+    return canonical, name
 
 
 def helm_chart_spec(*, source: str, chart: str, chart_version: str = "", interval: str = "1m",
