@@ -39,6 +39,8 @@ _COMPONENT_SETTINGS: dict[str, dict[str, Any]] = {
                                           "controllers.source.bucket:new_reconciler")},
     "kustomize-controller": {"reconcilers": ("controllers.kustomize.reconciler:new_reconciler",),
                              "add_arguments": "controllers.kustomize.reconciler:add_arguments"},
+    "helm-controller": {"reconcilers": ("controllers.helm.reconciler:new_reconciler",),
+                        "add_arguments": "controllers.helm.reconciler:add_arguments"},
     "source-watcher": {"concurrent": 10, "reconcilers": ("controllers.source.generator:new_reconciler",),
                        "add_arguments": "controllers.source.generator:add_arguments"},
 }

@@ -98,7 +98,8 @@ class HelmCLI:
             raise HelmError(f"helm package wrote no chart: {out.strip()}")
         return Path(path)
 
-    def render_release(self, chart: str | os.PathLike, name: str, namespace: str, values: dict | None = None) -> dict:
+    def render_release(self, chart: str | os.PathLike, name: str, namespace: str, values: dict | None = None, *,
+                       skip_schema_validation: bool = False) -> dict:
         """The release ``helm install`` would make, without touching a cluster (``--dry-run=client -o json``):
         Helm's release object as its storage holds it (``manifest``, ``hooks`` apart, ``chart``, ``config``,
         ``info``), for a controller to apply and store itself. Templates see ``.Release.IsInstall`` and Helm's
@@ -113,6 +114,8 @@ class HelmCLI:
         values_file.write_text(yaml.safe_dump(values or {}))
         args = ["install", name, str(chart), "--namespace", namespace, "--dry-run=client", "--output", "json",
                 "--values", str(values_file)]
+        if skip_schema_validation:
+            args.append("--skip-schema-validation")
         try:
             release = json.loads(self.run(*args))
         except ValueError as exc:

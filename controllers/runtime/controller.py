@@ -67,6 +67,11 @@ class Reconciler(abc.ABC):
     #: runtime computes Ready/Reconciling/Stalled from them and patches only the owned ones.
     conditions: Conditions = Conditions()
 
+    def conditions_for(self, obj: dict) -> Conditions:
+        """The conditions Ready summarises for this object (default: :attr:`conditions`; a kind whose
+        summary depends on the spec, as a HelmRelease's tests, narrows it)."""
+        return self.conditions
+
     @property
     def name(self) -> str:
         """The controller's name in logs and metrics (the lower-case kind, as controller-runtime)."""
@@ -160,10 +165,11 @@ class ReconcileContext:
         return self._patcher.patch_status(self.obj)
 
     def progress(self, message: str, *, ready_message: str | None = None, reconciling: bool = True,
-                 write: bool = True) -> None:
+                 ready: bool = True, write: bool = True) -> None:
         """Report that work on new changes started (:func:`~controllers.runtime.outcomes.mark_progressing`:
-        Reconciling=True with ``message``, Ready=Unknown); written at once unless ``write`` is False."""
-        mark_progressing(self.obj, message, ready_message=ready_message, reconciling=reconciling)
+        Reconciling=True with ``message``, Ready=Unknown unless ``ready`` is False); written at once unless
+        ``write`` is False."""
+        mark_progressing(self.obj, message, ready_message=ready_message, reconciling=reconciling, ready=ready)
         if write:
             self.patch_status()
 
@@ -332,7 +338,7 @@ class Controller:
             outcome = exc
         cs = self.settings.controller
         decision = apply_outcome(
-            obj, outcome, conditions=self.reconciler.conditions, interval=self.reconciler.interval(obj),
+            obj, outcome, conditions=self.reconciler.conditions_for(obj), interval=self.reconciler.interval(obj),
             retry_interval=self.reconciler.retry_interval(obj), requeue_dependency=cs.requeue_dependency,
             jitter=lambda d: jitter(d, cs.interval_jitter_percentage, self._rng))
         try:
@@ -351,7 +357,7 @@ class Controller:
         else:
             self.queue.forget(key)
             delay = decision.requeue_after
-            if delay:
+            if delay is not None:  # 0: at once
                 self.queue.add_after(key, delay)
             else:
                 self.queue.cancel(key)

@@ -45,11 +45,15 @@ class ReconcileError(Exception):
 
     default_reason = cond.RECONCILIATION_FAILED
 
-    def __init__(self, message: str, *, reason: str | None = None, requeue_after: float | None = None):
+    def __init__(self, message: str, *, reason: str | None = None, requeue_after: float | None = None,
+                 summarize: bool = True):
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
         self.requeue_after = requeue_after
+        self.summarize = summarize
+        """False: Ready takes this failure's reason and message even where a summarised condition is bad
+        (a failure before the work the conditions describe, e.g. a HelmRelease's values not found)."""
 
 
 class RetryableError(ReconcileError):
@@ -171,7 +175,10 @@ def apply_outcome(obj: dict, outcome: Success | BaseException | None, *, conditi
         reason, message, delay = outcome.reason, outcome.message, outcome.requeue_after
     else:  # any other exception
         reason, message, delay = cond.RECONCILIATION_FAILED, str(outcome) or type(outcome).__name__, None
-    ready_reason, ready_message = summary(obj, conditions, (reason, message))
+    if isinstance(outcome, ReconcileError) and not outcome.summarize:
+        ready_reason, ready_message = reason, message
+    else:
+        ready_reason, ready_message = summary(obj, conditions, (reason, message))
 
     if isinstance(outcome, Waiting):
         cond.mark_false(obj, cond.READY, ready_reason, ready_message)
@@ -200,13 +207,15 @@ def apply_outcome(obj: dict, outcome: Success | BaseException | None, *, conditi
                     event=Event(WARNING, reason, message))
 
 
-def mark_progressing(obj: dict, message: str, *, ready_message: str | None = None, reconciling: bool = True) -> None:
+def mark_progressing(obj: dict, message: str, *, ready_message: str | None = None, reconciling: bool = True,
+                     ready: bool = True) -> None:
     """The one way to report that a reconciliation of new changes is under way: Reconciling=True
     (Progressing) with ``message`` (unless ``reconciling`` is False) and Ready=Unknown (Progressing) with
-    ``ready_message`` (default "Reconciliation in progress") — kept as it is when Ready is Unknown already."""
+    ``ready_message`` (default "Reconciliation in progress") — kept as it is when Ready is Unknown already, and
+    left alone with ``ready`` False (work that may change nothing, as the helm-controller's prerequisites)."""
     if reconciling:
         cond.mark_reconciling(obj, cond.PROGRESSING, message)
-    if cond.status_of(obj, cond.READY) != cond.UNKNOWN:
+    if ready and cond.status_of(obj, cond.READY) != cond.UNKNOWN:
         cond.mark_unknown(obj, cond.READY, cond.PROGRESSING, ready_message or IN_PROGRESS_MESSAGE)
 
 
