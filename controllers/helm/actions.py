@@ -31,15 +31,14 @@ from typing import Callable, Iterable, Mapping
 from controllers.api import meta
 from controllers.api.objects import dig
 from controllers.lib.health import StatusReader, check_health
-from controllers.lib.helm_release import owned_by_release, release_objects
+from controllers.lib.helm_release import (FIELD_MANAGER, apply_options, namespaced_in, owned_by_release,
+                                          release_objects)
 from controllers.lib.helm_storage import (PENDING_STATUSES, STATUS_DEPLOYED, STATUS_FAILED, STATUS_PENDING_INSTALL,
                                           STATUS_PENDING_ROLLBACK, STATUS_PENDING_UPGRADE, STATUS_SUPERSEDED,
                                           STATUS_UNINSTALLED, STATUS_UNINSTALLING, ReleaseStorage, status_of)
-from controllers.runtime.apply import (CREATED, ApplyError, ApplyOptions, ChangeSet, Cleanup,
-                                       FieldManagerMatch, ObjectRef, ResourceManager)
+from controllers.runtime.apply import CREATED, ApplyError, ChangeSet, ObjectRef, ResourceManager
 from controllers.runtime.kube import KubeClient, KubeError, NotFound
 
-FIELD_MANAGER = "helm-controller"
 KEEP_POLICY_ANNOTATION, KEEP = "helm.sh/resource-policy", "keep"
 HOOK_BEFORE_CREATION, HOOK_SUCCEEDED, HOOK_FAILED = "before-hook-creation", "hook-succeeded", "hook-failed"
 CRDS_SKIP, CRDS_CREATE, CRDS_CREATE_REPLACE = "Skip", "Create", "CreateReplace"
@@ -85,14 +84,9 @@ class Releaser:
         self.client, self.storage, self.name, self.namespace = client, storage, name, namespace
         self.health_interval, self.hook_interval = health_interval, hook_interval
         self.manager = ResourceManager(client, field_manager=FIELD_MANAGER, owner_group=meta.HELM_GROUP)
+        self._namespaced = namespaced_in(client)
 
     # ------------------------------------------------------------------ objects
-
-    def _namespaced(self, obj: Mapping) -> bool:
-        try:
-            return self.client.resource_for(str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")).namespaced
-        except (NotFound, KubeError):
-            return True
 
     def objects(self, release: Mapping) -> list[dict]:
         """The release's manifest as applied (namespaces defaulted, Helm's ownership metadata)."""
@@ -101,13 +95,7 @@ class Releaser:
     def _refs(self, objects: Iterable[Mapping]) -> list[ObjectRef]:
         return [ObjectRef.from_object(o, namespaced=bool(dig(o, "metadata.namespace"))) for o in objects]
 
-    @staticmethod
-    def apply_options(force: bool = False) -> ApplyOptions:
-        """Server-side apply as helm-controller, taking over fields the ``helm`` CLI (client- or server-side)
-        and kubectl set, so a release made by hand is adopted whole."""
-        managers = tuple(FieldManagerMatch(name, op) for name in ("helm", "kubectl", FIELD_MANAGER)
-                         for op in ("Update", "Apply") if not (name == FIELD_MANAGER and op == "Apply"))
-        return ApplyOptions(force=force, cleanup=Cleanup(field_managers=managers))
+    apply_options = staticmethod(apply_options)
 
     # ------------------------------------------------------------------ install / upgrade / rollback
 

@@ -9,7 +9,10 @@
   ``helm.toolkit.fluxcd.io/name|namespace`` — and the result is the manifest Helm's storage keeps;
 - :func:`manifest_objects` / :func:`release_objects`: the manifest as objects, namespaced ones defaulted to
   the release namespace and carrying Helm's ownership metadata (``app.kubernetes.io/managed-by: Helm``,
-  ``meta.helm.sh/release-name|namespace``), so the real ``helm upgrade`` accepts them as the release's.
+  ``meta.helm.sh/release-name|namespace``), so the real ``helm upgrade`` accepts them as the release's;
+  :func:`apply_options`: how they are server-side applied (as ``helm-controller``);
+- :func:`render_next` and :func:`diff_release`: the release the next upgrade would make from the cluster's
+  chart artifact and values, and what applying it would change (``fluxpy build/diff helmrelease``).
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from controllers.api import meta
 from controllers.api.objects import dig
 
 RELEASE_NAME_MAX = 53
+#: the field manager of Flux's helm-controller
+FIELD_MANAGER = "helm-controller"
 MANAGED_BY_LABEL, MANAGED_BY_HELM = "app.kubernetes.io/managed-by", "Helm"
 RELEASE_NAME_ANNOTATION = "meta.helm.sh/release-name"
 RELEASE_NAMESPACE_ANNOTATION = "meta.helm.sh/release-namespace"
@@ -195,3 +200,107 @@ def owned_by_release(obj: Mapping, name: str, namespace: str) -> bool:
     return (annotations.get(RELEASE_NAME_ANNOTATION) == name
             and annotations.get(RELEASE_NAMESPACE_ANNOTATION) == namespace
             and (dig(obj, "metadata.labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY_HELM)
+
+
+def apply_options(force: bool = False):
+    """Server-side apply as helm-controller, taking over fields the ``helm`` CLI (client- or server-side) and
+    kubectl set, so a release made by hand is adopted whole."""
+    from controllers.runtime.apply import ApplyOptions, Cleanup, FieldManagerMatch
+
+    managers = tuple(FieldManagerMatch(name, op) for name in ("helm", "kubectl", FIELD_MANAGER)
+                     for op in ("Update", "Apply") if not (name == FIELD_MANAGER and op == "Apply"))
+    return ApplyOptions(force=force, cleanup=Cleanup(field_managers=managers))
+
+
+def namespaced_in(kube):
+    """``obj -> bool``: whether the server serves ``obj``'s kind namespaced (unknown kinds count as
+    namespaced: their apply fails with the apiserver's message)."""
+    from controllers.runtime.kube import KubeError
+
+    def namespaced(obj: Mapping) -> bool:
+        try:
+            return kube.resource_for(str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")).namespaced
+        except KubeError:
+            return True
+    return namespaced
+
+
+# ----------------------------------------------------------------------------------------------- preview
+
+def chart_source(kube, hr: Mapping) -> dict:
+    """The object holding ``hr``'s chart artifact: its ``chartRef``, else the generated HelmChart."""
+    from controllers.api.source import EXTERNAL_ARTIFACT, HELM_CHART, OCI_REPOSITORY
+
+    namespace = dig(hr, "metadata.namespace")
+    ref = dig(hr, "spec.chartRef")
+    if ref:
+        kinds = {k.kind: k for k in (OCI_REPOSITORY, HELM_CHART, EXTERNAL_ARTIFACT)}
+        if ref.get("kind") not in kinds:
+            raise RenderError(f"unsupported chartRef kind '{ref.get('kind')}'")
+        return kube.get(kinds[ref["kind"]], ref.get("name"), ref.get("namespace") or namespace)
+    chart_ns = dig(hr, "spec.chart.spec.sourceRef.namespace") or namespace
+    return kube.get(HELM_CHART, f"{namespace}-{dig(hr, 'metadata.name')}", chart_ns)
+
+
+def render_next(kube, hr: Mapping, directory: str | os.PathLike, *, extra_values: Iterable[dict] = (),
+                timeout: float = 60.0) -> tuple[dict, Chart]:
+    """The release the next upgrade of ``hr`` would make: its source's chart artifact (downloaded into
+    ``directory``), its values (``valuesFrom``, ``values``, then each of ``extra_values`` merged over them) and
+    its post renderers. RenderError (or the fetch's and values' own errors) when it cannot be rendered."""
+    from controllers.lib.fetch import fetch_artifact
+    from controllers.lib.helm import HelmCLI
+    from controllers.lib.values import chart_values, merge_maps
+
+    source = chart_source(kube, hr)
+    artifact = dig(source, "status.artifact")
+    if not artifact:
+        raise RenderError(f"{source.get('kind')} '{dig(source, 'metadata.namespace')}/{dig(source, 'metadata.name')}'"
+                          " has no artifact")
+    fetch_artifact(artifact, Path(directory) / "chart", timeout=timeout, user_agent="fluxpy")
+    chart = load_chart(Path(directory) / "chart")
+    values = chart_values(kube, dig(hr, "metadata.namespace"), dig(hr, "spec.values"), dig(hr, "spec.valuesFrom"))
+    for extra in extra_values:
+        values = merge_maps(values, extra)
+    with HelmCLI(timeout) as helm:
+        release = render(helm, chart, hr, values, timeout=timeout,
+                         skip_schema_validation=bool(dig(hr, "spec.upgrade.disableSchemaValidation")))
+    return release, chart
+
+
+def diff_release(kube, hr: Mapping, release: Mapping, current: Mapping | None):
+    """What applying ``release`` would change (a :class:`controllers.lib.kustomize.diff.KustomizationDiff`):
+    each object created, drifted or unchanged by a server-side dry run as helm-controller, and the objects of
+    the ``current`` release that the upgrade would delete."""
+    from controllers.lib.kustomize.diff import DRIFTED, KustomizationDiff, ObjectDiff
+    from controllers.runtime.apply import CONFIGURED, DELETED, DryRunError, ObjectRef, ResourceManager
+    from controllers.runtime.kube import KubeError
+
+    name, namespace = release_name(hr), release_namespace(hr)
+    namespaced = namespaced_in(kube)
+    manager = ResourceManager(kube, field_manager=FIELD_MANAGER, owner_group=meta.HELM_GROUP)
+    result = KustomizationDiff()
+    wanted = set()
+    for obj in release_objects(release.get("manifest") or "", name, namespace, namespaced):
+        try:
+            entry, live, merged = manager.diff(obj, apply_options(bool(dig(hr, "spec.upgrade.force"))))
+        except DryRunError as exc:
+            result.errors.append(exc.error)
+            continue
+        except KubeError as exc:
+            result.errors.append(exc.message)
+            continue
+        wanted.add(entry.ref)
+        result.objects.append(ObjectDiff(entry.ref, DRIFTED if entry.action == CONFIGURED else entry.action,
+                                         live, merged))
+    for obj in release_objects((current or {}).get("manifest") or "", name, namespace, namespaced):
+        ref = ObjectRef.from_object(obj, namespaced=bool(dig(obj, "metadata.namespace")))
+        if ref not in wanted and (dig(obj, "metadata.annotations") or {}).get("helm.sh/resource-policy") != "keep":
+            try:
+                gone = manager.delete(ref, hold=True) is not None
+            except KubeError as exc:
+                result.errors.append(f"{ref.subject} query failed: {exc.message}")
+                continue
+            if not gone:
+                result.objects.append(ObjectDiff(ref, DELETED))
+    result.objects.sort(key=lambda o: o.ref.sort_key())
+    return result

@@ -9,6 +9,9 @@
 - :func:`push_oci` pushes packaged charts with ``helm push`` into a registry of ``servers.registry``.
 
     from servers.helmrepo import helm_repo, helm_repo_auth  # noqa: F401
+
+:func:`helm_controllers` runs fluxpy's HelmRepository, HelmChart and HelmRelease reconcilers on the test
+namespace (it needs ``artifact_storage`` from :mod:`servers.git` imported too).
 """
 from __future__ import annotations
 
@@ -182,3 +185,16 @@ def push_oci(registry, archive: Path, repository: str) -> str:
                      *plain, *tls, stdin=registry.password)
         out = helm.run("push", str(archive), f"oci://{registry.host}/{repository}", *plain, *tls)
     return out.strip().splitlines()[0].removeprefix("Pushed: ") if out.strip() else ""
+
+
+@pytest.fixture
+def helm_controllers(start_controller, artifact_storage, namespace, flux_crds):
+    """fluxpy's HelmRepository and HelmChart reconcilers (one source-controller, artifacts in the served
+    ``artifact_storage`` of :mod:`servers.git`) and the helm-controller, running on the test namespace."""
+    from controllers.helm.reconciler import HelmReleaseReconciler, Options
+    from controllers.source.helmchart import HelmChartReconciler
+    from controllers.source.helmrepo import HelmRepositoryReconciler
+
+    start_controller(HelmRepositoryReconciler(artifact_storage), namespace)
+    start_controller(HelmChartReconciler(artifact_storage), namespace)
+    return start_controller(HelmReleaseReconciler(Options(health_interval=0.5)), namespace)

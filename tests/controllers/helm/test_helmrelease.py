@@ -21,28 +21,17 @@ from controllers.api.builtin import CONFIGMAP, NAMESPACE, POD
 from controllers.api.helm import HELM_RELEASE
 from controllers.api.objects import dig, find_condition
 from controllers.api.source import HELM_CHART, HELM_REPOSITORY
-from controllers.helm.reconciler import HelmReleaseReconciler, Options
 from controllers.lib.helm import HelmCLI
 from controllers.lib.helm_release import release_name
 from controllers.lib.helm_storage import ReleaseStorage, status_of
 from controllers.runtime.kube import NotFound
-from controllers.source.helmchart import HelmChartReconciler
-from controllers.source.helmrepo import HelmRepositoryReconciler
 from servers.git import artifact_storage  # noqa: F401 - fixture
-from servers.helmrepo import helm_repo, make_chart  # noqa: F401
+from servers.helmrepo import helm_controllers, helm_repo, make_chart  # noqa: F401
 from servers.objects import apply_source
 from servers.waiting import events, reconcile_now, until, wait, wait_gone
 
 pytestmark = pytest.mark.integration
 WAIT = 60.0
-
-
-@pytest.fixture
-def helm_controllers(start_controller, artifact_storage, namespace, flux_crds):
-    """The HelmRepository and HelmChart reconcilers (one source-controller) and the helm-controller."""
-    start_controller(HelmRepositoryReconciler(artifact_storage), namespace)
-    start_controller(HelmChartReconciler(artifact_storage), namespace)
-    return start_controller(HelmReleaseReconciler(Options(health_interval=0.5)), namespace)
 
 
 def publish(helm_repo, tmp_path, name: str = "podinfo", version: str = "6.0.0", **kwargs):
