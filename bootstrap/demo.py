@@ -1,5 +1,6 @@
 """The README's story on the embedded control plane: a local Git server with an example repository,
-``fluxpy bootstrap git``, everything Ready, a change pushed and applied, a direct edit reverted.
+``fluxpy bootstrap git``, everything Ready, a change pushed and applied, a direct edit reverted, a HelmRelease
+from a chart repository on loopback installed and read by the real ``helm list``.
 
 ::
 
@@ -15,6 +16,8 @@ The pieces, usable on their own:
 - :func:`example_files` — the example repository: an ``infrastructure`` layer, an ``apps`` layer that
   ``dependsOn`` it, a ``postBuild`` substitution, and a Secret encrypted with SOPS (age) that the cluster
   decrypts with the ``sops-age`` Secret;
+- :func:`publish_chart` — a small chart packaged by the real ``helm`` into the Helm repository the same server
+  serves (``/charts/index.yaml``), which a HelmRelease in the repository installs;
 - :func:`story` — the steps, each printed as the command a user would type (``$ fluxpy ...``) and run.
 
 State lives in ``<fluxpy dev state dir>/demo`` (``$FLUXPY_STATE_DIR``, as ``fluxpy dev``).
@@ -34,6 +37,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -46,6 +50,7 @@ GIT_USER = "fluxbot"
 CLUSTER_PATH = "clusters/demo"
 APPS_NAMESPACE = "demo"
 GREETING, NEW_GREETING = "hello from fluxpy", "hello again, from Git"
+CHARTS_DIR, CHART, CHART_VERSION = "charts", "greeter", "1.0.0"
 
 Log = Callable[[str], None]
 
@@ -77,9 +82,13 @@ class GitServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-                server._cgi(self)
+                if self.path.startswith("/charts/"):
+                    server._chart_file(self)
+                else:
+                    server._cgi(self)
 
-            do_POST = do_GET  # noqa: N815
+            def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+                server._cgi(self)
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
@@ -94,6 +103,22 @@ class GitServer:
         except ValueError:
             return False
         return secrets.compare_digest(password, self.token)
+
+    def _chart_file(self, req: http.server.BaseHTTPRequestHandler) -> None:
+        """The demo's Helm chart repository: the files of ``<state>/charts`` under ``/charts/``, read-only."""
+        name = req.path.partition("?")[0].removeprefix("/charts/")
+        path = self.root.parent / CHARTS_DIR / name
+        if "/" in name or name.startswith(".") or not path.is_file():
+            req.send_response(404)
+            req.send_header("Content-Length", "0")
+            req.end_headers()
+            return
+        payload = path.read_bytes()
+        req.send_response(200)
+        req.send_header("Content-Type", "text/yaml" if name.endswith(".yaml") else "application/gzip")
+        req.send_header("Content-Length", str(len(payload)))
+        req.end_headers()
+        req.wfile.write(payload)
 
     def _cgi(self, req: http.server.BaseHTTPRequestHandler) -> None:
         if not self._authorized(req.headers.get("Authorization") or ""):
@@ -366,6 +391,78 @@ def example_files(recipient: str) -> dict[str, str]:
     }
 
 
+def publish_chart(state: Path) -> None:
+    """The ``greeter`` chart (a ConfigMap and a Service) packaged with ``helm package`` into
+    ``<state>/charts`` and indexed with ``helm repo index`` (relative URLs: any port serves it)."""
+    from controllers.lib.helm import HelmCLI
+
+    charts = state / CHARTS_DIR
+    if (charts / "index.yaml").exists():
+        return
+    with tempfile.TemporaryDirectory(prefix="fluxpy-demo-chart-") as tmp:
+        chart = Path(tmp) / CHART
+        (chart / "templates").mkdir(parents=True)
+        (chart / "Chart.yaml").write_text(f"apiVersion: v2\nname: {CHART}\nversion: {CHART_VERSION}\n"
+                                          "appVersion: \"1.0\"\ndescription: The fluxpy demo's chart\n")
+        (chart / "values.yaml").write_text("greeting: hello from a Helm chart\nport: 8080\n")
+        (chart / "templates" / "configmap.yaml").write_text(textwrap.dedent("""
+            apiVersion: v1
+            kind: ConfigMap
+            metadata:
+              name: {{ .Release.Name }}
+            data:
+              greeting: {{ .Values.greeting | quote }}
+            """))
+        (chart / "templates" / "service.yaml").write_text(textwrap.dedent("""
+            apiVersion: v1
+            kind: Service
+            metadata:
+              name: {{ .Release.Name }}
+            spec:
+              selector:
+                app: {{ .Release.Name }}
+              ports:
+                - port: {{ .Values.port }}
+            """))
+        with HelmCLI(120) as helm:
+            helm.package(chart, charts)
+            helm.run("repo", "index", str(charts))
+
+
+def greeter_files(chart_url: str) -> dict[str, str]:
+    """The HelmRepository and the HelmRelease the demo adds to the repository."""
+    return {f"{CLUSTER_PATH}/greeter.yaml": textwrap.dedent(f"""
+        apiVersion: source.toolkit.fluxcd.io/v1
+        kind: HelmRepository
+        metadata:
+          name: demo-charts
+          namespace: flux-system
+        spec:
+          interval: 10m
+          url: {chart_url}
+        ---
+        apiVersion: helm.toolkit.fluxcd.io/v2
+        kind: HelmRelease
+        metadata:
+          name: greeter
+          namespace: flux-system
+        spec:
+          interval: 10m
+          targetNamespace: {APPS_NAMESPACE}
+          install:
+            createNamespace: true
+          chart:
+            spec:
+              chart: {CHART}
+              version: "1.x"
+              sourceRef:
+                kind: HelmRepository
+                name: demo-charts
+          values:
+            greeting: hello from a HelmRelease
+        """).lstrip("\n")}
+
+
 # ------------------------------------------------------------------------------------------ the story
 
 
@@ -521,6 +618,35 @@ def story(s: Story) -> None:
     kube.patch(CONFIGMAP, "podinfo", {"data": {"greeting": "edited by hand"}}, APPS_NAMESPACE)
     _wait("kustomize-controller to correct the drift", f"ConfigMap {APPS_NAMESPACE}/podinfo greeting={wanted!r} "
           "again, as in Git", lambda: greeting() == wanted, 120, log, nudge("apps"))
+
+    log("► 6. a HelmRelease from a Helm chart repository on loopback")
+    publish_chart(s.state)
+    chart_url = f"http://127.0.0.1:{server.port}/{CHARTS_DIR}"
+    with Checkout(url, "main", credentials, author_name="Demo", author_email="demo@fluxpy.local").clone() as c:
+        files = greeter_files(chart_url)
+        if any(c.read(path) != content for path, content in files.items()):
+            c.write([File(path, content) for path, content in files.items()])
+            sha = c.commit("greeter: a HelmRelease of the demo chart repository", list(files))
+            c.push()
+            log(f"✔ pushed {sha[:12]}: HelmRepository demo-charts ({chart_url}) and HelmRelease greeter")
+    s.run_fluxpy("reconcile", "source", "git", "flux-system")
+    hr_kind = kind_by_name("HelmRelease")
+
+    def released() -> bool:
+        try:
+            obj = kube.get(hr_kind, "greeter", "flux-system")
+        except NotFound:
+            return False
+        return (find_condition(obj, "Ready") or {}).get("status") == "True"
+
+    _wait("HelmRelease greeter", "HelmRelease greeter is Ready", released, 180, log, nudge("flux-system"))
+    s.run_fluxpy("get", "helmreleases", "-A")
+    from controllers.lib.helm import HelmCLI
+
+    log("$ helm list -A")
+    with HelmCLI(60) as helm:
+        log(helm.run("list", "-A", "--kubeconfig", str(s.kubeconfig)).rstrip("\n"))
+
     revision = dig(kube.get(git_kind, "flux-system", "flux-system"), "status.artifact.revision")
     s.run_fluxpy("get", "all", "-A")
     log(f"✔ the cluster follows {url} at {revision}")

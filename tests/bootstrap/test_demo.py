@@ -1,7 +1,8 @@
 """The README's story (bootstrap.demo) end to end on a control plane of its own, with the real controllers:
 a local Git server and example repository (infrastructure and apps layers with dependsOn, a postBuild
 substitution, a SOPS-encrypted Secret), ``fluxpy bootstrap git``, everything Ready, a change pushed and applied,
-a direct edit reverted — and a second run that reuses it all."""
+a direct edit reverted, a HelmRelease from the demo's chart repository installed and read by the real ``helm list``
+— and a second run that reuses it all."""
 from __future__ import annotations
 
 import sys
@@ -11,6 +12,8 @@ import pytest
 from tests.bootstrap.support import E2E_COMPONENTS
 
 pytestmark = pytest.mark.integration
+#: the demo also installs a HelmRelease
+DEMO_COMPONENTS = (*E2E_COMPONENTS, "helm-controller")
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +22,7 @@ def demo_cluster(tmp_path_factory):
     from controllers.localcluster import dev
     from controllers.localcluster.plane import ControlPlane
 
-    for component in E2E_COMPONENTS:
+    for component in DEMO_COMPONENTS:
         if not COMPONENTS[component].reconcilers:
             pytest.skip(f"{component} has no reconcilers registered in controllers/components.py yet")
     plane = ControlPlane(tmp_path_factory.mktemp("demo-plane"), log=lambda m: print(m, file=sys.stderr))
@@ -30,7 +33,7 @@ def demo_cluster(tmp_path_factory):
         argv = dev.controller_command(component, kubeconfig)
         return argv + (["--storage-addr=127.0.0.1:0"] if component == "source-controller" else [])
 
-    dev.start_controllers(state, E2E_COMPONENTS, kubeconfig=plane.kubeconfig, command=command,
+    dev.start_controllers(state, DEMO_COMPONENTS, kubeconfig=plane.kubeconfig, command=command,
                           env={"FLUXPY_STATE_DIR": str(state)})
     try:
         yield plane, state
@@ -54,22 +57,25 @@ def test_the_whole_story(demo_cluster):
 
     plane, state = demo_cluster
     lines: list[str] = []
-    story(Story(state / "demo", plane.kubeconfig, E2E_COMPONENTS, log=lines.append, timeout="3m"))
+    story(Story(state / "demo", plane.kubeconfig, DEMO_COMPONENTS, log=lines.append, timeout="3m"))
     text = "\n".join(lines)
     for expected in ("$ fluxpy bootstrap git --url http://127.0.0.1:", "✔ bootstrap finished",
                      "✔ Kustomization apps is Ready",
                      "greeting='hello from fluxpy' (postBuild substitution)",
                      "Secret demo/podinfo-credentials decrypted (password, username)",
                      "✔ ConfigMap demo/podinfo greeting='hello again, from Git'",
-                     "greeting='hello again, from Git' again, as in Git", "$ fluxpy get all -A"):
+                     "greeting='hello again, from Git' again, as in Git", "$ fluxpy get all -A",
+                     "✔ HelmRelease greeter is Ready", "$ helm list -A", "demo-greeter"):
         assert expected in text, text
     kube = KubeClient.from_kubeconfig(plane.kubeconfig)
     assert kube.get(CONFIGMAP, "podinfo", "demo")["data"]["greeting"] == "hello again, from Git"
     assert kube.get(SECRET, "podinfo-credentials", "demo")["data"]["username"] == "cG9kaW5mbw=="  # podinfo
+    assert kube.get(CONFIGMAP, "demo-greeter", "demo")["data"]["greeting"] == "hello from a HelmRelease"
+    assert "deployed" in text.split("$ helm list -A", 1)[1]
 
     # again: the server and repository are reused, bootstrap commits nothing, the change goes back
     lines.clear()
-    story(Story(state / "demo", plane.kubeconfig, E2E_COMPONENTS, log=lines.append, timeout="3m"))
+    story(Story(state / "demo", plane.kubeconfig, DEMO_COMPONENTS, log=lines.append, timeout="3m"))
     text = "\n".join(lines)
     assert "Git server already running" in text and "exists" in text
     assert "✔ component manifests are up to date" in text
