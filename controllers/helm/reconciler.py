@@ -47,8 +47,8 @@ from controllers.lib.clients import ClientError, TargetClients
 from controllers.lib.dependencies import CachingResolver, DependencyCycle, check_dependencies, dependencies_of
 from controllers.lib.fetch import DEFAULT_RETRIES, ArtifactNotFound, FetchError, fetch_artifact
 from controllers.lib.helm import HelmCLI
-from controllers.lib.helm_release import (Chart, RenderError, load_chart, release_name, release_namespace, render,
-                                          storage_namespace)
+from controllers.lib.helm_release import (Chart, RenderError, labelled_crds, load_chart, release_name,
+                                          release_namespace, render, storage_namespace)
 from controllers.lib.helm_storage import PENDING_STATUSES, STATUS_FAILED, STATUS_UNINSTALLED, ReleaseStorage, \
     StorageError, status_of
 from controllers.lib.index import ReferenceIndex
@@ -442,7 +442,6 @@ class HelmReleaseReconciler(Reconciler):
                 text = getattr(exc, "message", "") or str(exc)
                 retry = hist.active_retry_interval(obj, self.options.gate("DefaultToRetryOnFailure"))
                 if retry is not None:
-                    cond.mark_reconciling(obj, cond.PROGRESSING_WITH_RETRY, f"retrying after {format_duration(retry)}")
                     raise RetryableError(text, reason=cond.reason_of(obj, RELEASED) or "ReconcileError",
                                          requeue_after=retry) from None
                 raise RetryableError(text, reason="ReconcileError") from None
@@ -690,9 +689,10 @@ class HelmReleaseReconciler(Reconciler):
                 rendered = render(helm, chart, obj, values,
                                   skip_schema_validation=bool(settings.get("disableSchemaValidation")))
             if action == hist.INSTALL:
-                stored = req.releaser.install(rendered, options, chart.crds, replace=bool(settings.get("replace")))
+                stored = req.releaser.install(rendered, options, labelled_crds(chart, obj),
+                                              replace=bool(settings.get("replace")))
             else:
-                stored = req.releaser.upgrade(rendered, options, chart.crds)
+                stored = req.releaser.upgrade(rendered, options, labelled_crds(chart, obj))
             error = ""
         except RenderError as exc:
             error = str(exc)
@@ -842,7 +842,7 @@ class HelmReleaseReconciler(Reconciler):
 
     def _correct_drift(self, req: _Request, drifts: list[Drift]) -> None:
         current = hist.latest(req.status)
-        cond.mark_unknown(req.obj, cond.READY, cond.PROGRESSING, "correcting cluster drift")
+        req.ctx.progress("correcting cluster drift")
         try:
             changes = req.releaser.correct(drifts)
         except (RetryableError, KubeError) as exc:

@@ -135,13 +135,27 @@ def post_render(manifest: str, hr: Mapping, *, timeout: float = 60.0) -> str:
         if kustomize.get("patches") or kustomize.get("images"):
             objects = _kustomize(objects, kustomize, timeout)
     common = dig(hr, "spec.commonMetadata") or {}
-    origin = {ORIGIN_NAME_LABEL: dig(hr, "metadata.name"), ORIGIN_NAMESPACE_LABEL: dig(hr, "metadata.namespace")}
+    origin = origin_labels(hr)
     for obj in objects:
         metadata = obj.setdefault("metadata", {})
         metadata["labels"] = {**(metadata.get("labels") or {}), **(common.get("labels") or {}), **origin}
         if common.get("annotations"):
             metadata["annotations"] = {**(metadata.get("annotations") or {}), **common["annotations"]}
     return objects_manifest(objects)
+
+
+def origin_labels(hr: Mapping) -> dict[str, str]:
+    """Flux's origin labels of everything a HelmRelease applies: ``helm.toolkit.fluxcd.io/name|namespace``."""
+    return {ORIGIN_NAME_LABEL: dig(hr, "metadata.name"), ORIGIN_NAMESPACE_LABEL: dig(hr, "metadata.namespace")}
+
+
+def labelled_crds(chart: "Chart", hr: Mapping) -> list[dict]:
+    """The chart's ``crds/`` with the origin labels (so ``fluxpy tree hr`` finds the CRDs a release installed)."""
+    crds = copy.deepcopy(chart.crds)
+    for crd in crds:
+        metadata = crd.setdefault("metadata", {})
+        metadata["labels"] = {**(metadata.get("labels") or {}), **origin_labels(hr)}
+    return crds
 
 
 def _kustomize(objects: list[dict], spec: Mapping, timeout: float) -> list[dict]:

@@ -1,4 +1,5 @@
-"""``fluxpy tree kustomization NAME``: the objects a Kustomization manages, as ``flux tree ks``.
+"""``fluxpy tree kustomization NAME``: the objects a Kustomization manages, as ``flux tree ks``; ``fluxpy tree
+helmrelease NAME``: the objects of a HelmRelease's current release.
 
 The tree is read from ``status.inventory``: a Kustomization in it is expanded with its own inventory (unless
 the parent applies to a remote cluster), a HelmRelease with the objects of its latest Helm release (read from
@@ -24,7 +25,6 @@ tree_app = typer.Typer(help="Print the resources reconciled by Flux objects.", n
 app.add_typer(tree_app, name="tree")
 
 COMPACT_GROUP = "toolkit.fluxcd.io"
-_GZIP_MAGIC = b"\x1f\x8b\x08"
 
 
 @dataclasses.dataclass
@@ -93,18 +93,15 @@ def _expand(kube: "KubeClient", node: Node, kustomization: dict, compact: bool, 
 
 
 def helm_release_objects(kube: "KubeClient", namespace: str, name: str) -> list["ObjectRef"]:
-    """The objects of a HelmRelease's latest release, from the Helm storage Secret (empty when there is none)."""
-    import base64
-    import gzip
-    import json
-
-    import yaml
-
-    from controllers.api.builtin import CRD, SECRET
+    """The objects of a HelmRelease's latest release, from Helm's storage (empty when there is none), plus the
+    CRDs of its chart it installed."""
+    from controllers.api.builtin import CRD
     from controllers.api.helm import HELM_RELEASE
     from controllers.api.objects import dig
+    from controllers.lib.helm_release import RenderError, namespaced_in, release_objects
+    from controllers.lib.helm_storage import ReleaseStorage, StorageError
     from controllers.runtime.apply import ObjectRef
-    from controllers.runtime.kube import KubeError, NotFound
+    from controllers.runtime.kube import KubeError
 
     release = kube.get(HELM_RELEASE, name, namespace)
     if dig(release, "spec.kubeConfig"):
@@ -115,34 +112,18 @@ def helm_release_objects(kube: "KubeClient", namespace: str, name: str) -> list[
         return []
     where = f"{namespace}/{name}"
     try:
-        secret = kube.get(SECRET, f"sh.helm.release.v1.{latest.get('name')}.v{latest.get('version')}", storage_ns)
-    except NotFound:
-        return []
+        stored = ReleaseStorage(kube, storage_ns).get(latest.get("name"), int(latest.get("version") or 0))
+        if stored is None:
+            return []
+        objects = release_objects(stored.get("manifest") or "", latest.get("name"),
+                                  latest.get("namespace") or namespace, namespaced_in(kube))
     except KubeError as exc:
         raise CLIError(f"failed to find the Helm storage object for HelmRelease '{where}': {exc.message}") from None
-    data = (secret.get("data") or {}).get("release")
-    if not data:
-        raise CLIError(f"failed to decode the Helm storage object for HelmRelease '{where}'")
-    try:
-        raw = base64.b64decode(base64.b64decode(data))
-        if raw[:3] == _GZIP_MAGIC:
-            raw = gzip.decompress(raw)
-        manifest = json.loads(raw).get("manifest") or ""
-        documents = [d for d in yaml.safe_load_all(manifest) if isinstance(d, dict)]
-    except (ValueError, OSError, yaml.YAMLError) as exc:
+    except (StorageError, RenderError) as exc:
         raise CLIError(f"failed to decode the Helm storage object for HelmRelease '{where}': {exc}") from None
-    refs = []
-    for obj in documents:
-        if not (obj.get("apiVersion") and obj.get("kind") and dig(obj, "metadata.name")):
-            continue
-        try:
-            namespaced = kube.resource_for(obj["apiVersion"], obj["kind"]).namespaced
-        except KubeError:
-            namespaced = True
-        if namespaced and not dig(obj, "metadata.namespace"):
-            obj["metadata"]["namespace"] = latest.get("namespace") or namespace
-        refs.append(ObjectRef.from_object(obj, namespaced=namespaced))
-    crd_policies = {dig(release, "spec.install.crds"), dig(release, "spec.upgrade.crds")} - {None, "", "Skip"}
+    refs = [ObjectRef.from_object(o, namespaced=bool(dig(o, "metadata.namespace"))) for o in objects
+            if o.get("apiVersion") and o.get("kind") and dig(o, "metadata.name")]
+    crd_policies = {dig(release, "spec.install.crds"), dig(release, "spec.upgrade.crds")} - {"Skip"}
     if crd_policies:
         selector = f"{HELM_RELEASE.group}/name={name},{HELM_RELEASE.group}/namespace={namespace}"
         try:
@@ -155,24 +136,9 @@ def helm_release_objects(kube: "KubeClient", namespace: str, name: str) -> list[
     return refs
 
 
-def _tree_kustomization(
-    ctx: typer.Context,
-    name: str = typer.Argument(None, metavar="NAME", help="The Kustomization's name."),
-    compact: bool = typer.Option(False, "--compact", help="List Flux resources only."),
-    output: str = typer.Option("", "-o", "--output",
-                               help="The format in which the tree should be printed: 'json' or 'yaml'."),
-) -> None:
-    """Print the resource inventory of a Kustomization, nested Kustomizations expanded."""
+def _print_tree(a: App, root: Node, output: str) -> None:
     import yaml
 
-    from controllers.api.kustomize import KUSTOMIZATION
-
-    a: App = ctx.obj
-    if not name:
-        raise CLIError("kustomization name is required")
-    if output not in ("", "json", "yaml"):
-        raise CLIError(f"unsupported output format '{output}': can be 'json' or 'yaml'")
-    root = kustomization_tree(a.kube, a.kube.get(KUSTOMIZATION, name, a.namespace), compact=compact)
     if output == "json":
         a.terminal.json(root.to_dict())
     elif output == "yaml":
@@ -181,5 +147,51 @@ def _tree_kustomization(
         a.terminal.tree(root, lambda n: n.ref.subject, lambda n: n.children)
 
 
+OUTPUT = typer.Option("", "-o", "--output", help="The format in which the tree should be printed: 'json' or 'yaml'.")
+
+
+def _check_output(output: str) -> None:
+    if output not in ("", "json", "yaml"):
+        raise CLIError(f"unsupported output format '{output}': can be 'json' or 'yaml'")
+
+
+def _tree_kustomization(
+    ctx: typer.Context,
+    name: str = typer.Argument(None, metavar="NAME", help="The Kustomization's name."),
+    compact: bool = typer.Option(False, "--compact", help="List Flux resources only."),
+    output: str = OUTPUT,
+) -> None:
+    """Print the resource inventory of a Kustomization, nested Kustomizations expanded."""
+    from controllers.api.kustomize import KUSTOMIZATION
+
+    a: App = ctx.obj
+    if not name:
+        raise CLIError("kustomization name is required")
+    _check_output(output)
+    _print_tree(a, kustomization_tree(a.kube, a.kube.get(KUSTOMIZATION, name, a.namespace), compact=compact),
+                output)
+
+
+def _tree_helmrelease(
+    ctx: typer.Context,
+    name: str = typer.Argument(None, metavar="NAME", help="The HelmRelease's name."),
+    output: str = OUTPUT,
+) -> None:
+    """Print the objects of a HelmRelease's current release (from Helm's storage)."""
+    from controllers.api.helm import HELM_RELEASE
+    from controllers.runtime.apply import ObjectRef
+
+    a: App = ctx.obj
+    if not name:
+        raise CLIError("helmrelease name is required")
+    _check_output(output)
+    root = Node(ObjectRef(HELM_RELEASE.group, HELM_RELEASE.kind, a.namespace, name, HELM_RELEASE.version))
+    for ref in helm_release_objects(a.kube, a.namespace, name):
+        root.add(ref)
+    _print_tree(a, root, output)
+
+
 tree_kustomization = tree_app.command("kustomization")(handle_errors(_tree_kustomization))
 tree_app.command("ks", hidden=True)(handle_errors(_tree_kustomization))
+tree_helmrelease = tree_app.command("helmrelease")(handle_errors(_tree_helmrelease))
+tree_app.command("hr", hidden=True)(handle_errors(_tree_helmrelease))

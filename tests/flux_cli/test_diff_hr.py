@@ -68,3 +68,18 @@ def test_build_and_diff_helmrelease(fluxpy, kube, kubeconfig, namespace, helm_co
     res = fluxpy("diff", "hr", "absent", *common)
     assert res.exit_code == 2 and "failed to get helmrelease object" in res.stderr
     assert dig(kube.get(HELM_RELEASE, "app", namespace), "status.history")[0]["version"] == 1
+
+
+def test_tree_and_trace_helmrelease(fluxpy, kube, kubeconfig, namespace, helm_controllers, helm_repo, tmp_path):
+    _installed(kube, namespace, helm_repo, tmp_path)
+    common = ("-n", namespace, "--kubeconfig", str(kubeconfig))
+    res = fluxpy("tree", "hr", "app", "-o", "json", *common)
+    assert res.exit_code == 0, res.stderr
+    tree = json.loads(res.stdout)
+    assert tree["resource"]["GroupKind"]["Kind"] == "HelmRelease"
+    assert sorted(c["resource"]["Name"] for c in tree["resources"]) == ["app-app", "app-extra"]
+    assert {c["resource"]["Namespace"] for c in tree["resources"]} == {namespace}
+
+    res = fluxpy("trace", "configmap", "app-extra", *common)
+    assert res.exit_code == 0, res.stderr
+    assert "HelmRelease" in res.stdout and "app" in res.stdout
