@@ -57,8 +57,9 @@ from controllers.runtime import conditions as cond
 from controllers.runtime.apply import ResourceManager
 from controllers.runtime.conditions import Conditions
 from controllers.runtime.controller import ReconcileContext, Reconciler, Watch
-from controllers.runtime.flags import (HTTP_RETRY, NO_CROSS_NAMESPACE_REFS, FeatureGates, OptionFlag, add_option_flags,
-                                      options_from_args)
+from controllers.runtime.flags import (DEFAULT_SERVICE_ACCOUNT, HTTP_RETRY, INSECURE_KUBECONFIG_EXEC,
+                                      INSECURE_KUBECONFIG_TLS, NO_CROSS_NAMESPACE_REFS, OVERRIDE_MANAGER, FeatureGates,
+                                      add_option_flags, feature_gates_flag, options_from_args)
 from controllers.runtime.kube import KubeClient, KubeError, NotFound
 from controllers.runtime.outcomes import RetryableError, StalledError, Success, Waiting
 from controllers.runtime.predicates import artifact_revision_changed
@@ -708,9 +709,7 @@ class HelmReleaseReconciler(Reconciler):
         if error:
             message = (f"Helm {verb} failed for release {release_namespace(obj)}/{release_name(obj)} with chart "
                        f"{chart.name}@{chart.version}: {error.strip()}")
-            status["failures"] = int(status.get("failures") or 0) + 1
-            cond.mark_false(obj, RELEASED, failed, message)
-            req.ctx.event("Warning", failed, message, event_meta)
+            self._report(req, RELEASED, failed, message, event_meta)
             if stored is None:
                 raise ActionError(message)
             hist.Remediation(obj, action).increment(status)
@@ -718,13 +717,12 @@ class HelmReleaseReconciler(Reconciler):
         current = hist.latest(status)
         message = (f"Helm {verb} succeeded for release {hist.full_name(current)} with chart "
                    f"{hist.chart_label(current)}")
-        cond.mark_true(obj, RELEASED, succeeded, message)
+        self._report(req, RELEASED, succeeded, message, self._snapshot_meta(current))
         if dig(spec, "test.enable") and not hist.has_been_tested(current):
             cond.mark_unknown(obj, TEST_SUCCESS, "AwaitingTests", f"Helm release {hist.full_name(current)} with "
                               f"chart {hist.chart_label(current)} is awaiting tests")
         if hist.active_retry_interval(obj, self.options.gate("DefaultToRetryOnFailure")) is not None:
             hist.clear_failures(status)
-        req.ctx.event("Normal", succeeded, message, self._snapshot_meta(current))
 
     def _test(self, req: _Request) -> None:
         obj, status = req.obj, req.status
@@ -747,9 +745,7 @@ class HelmReleaseReconciler(Reconciler):
         if failure:
             message = (f"Helm test failed for release {hist.full_name(snapshot)} with chart "
                        f"{hist.chart_label(snapshot)}: {failure}")
-            status["failures"] = int(status.get("failures") or 0) + 1
-            cond.mark_false(obj, TEST_SUCCESS, TEST_FAILED, message)
-            req.ctx.event("Warning", TEST_FAILED, message, self._snapshot_meta(snapshot))
+            self._report(req, TEST_SUCCESS, TEST_FAILED, message, self._snapshot_meta(snapshot))
             remediation = hist.Remediation.active(obj)
             if hist.has_been_tested(snapshot) and remediation is not None and not remediation.ignore_test_failures():
                 remediation.increment(status)
@@ -757,8 +753,7 @@ class HelmReleaseReconciler(Reconciler):
         count = len(hooks)
         what = "no test hooks" if not count else f"{count} test hook{'s' if count > 1 else ''} completed successfully"
         message = f"Helm test succeeded for release {hist.full_name(snapshot)} with chart {hist.chart_label(snapshot)}: {what}"
-        cond.mark_true(obj, TEST_SUCCESS, TEST_SUCCEEDED, message)
-        req.ctx.event("Normal", TEST_SUCCEEDED, message, self._snapshot_meta(snapshot))
+        self._report(req, TEST_SUCCESS, TEST_SUCCEEDED, message, self._snapshot_meta(snapshot))
 
     def _rollback(self, req: _Request, previous: dict, target: dict) -> None:
         obj, status = req.obj, req.status
@@ -770,16 +765,25 @@ class HelmReleaseReconciler(Reconciler):
             stored, error = exc.release, exc.message
         self._observe_storage(req)
         if error:
-            message = (f"Helm rollback to previous release {hist.full_name(previous)} with chart "
-                       f"{hist.chart_label(previous)} failed: {error}")
-            status["failures"] = int(status.get("failures") or 0) + 1
-            cond.mark_false(obj, REMEDIATED, ROLLBACK_FAILED, message)
-            req.ctx.event("Warning", ROLLBACK_FAILED, message, self._snapshot_meta(previous))
+            self._report(req, REMEDIATED, ROLLBACK_FAILED, f"Helm rollback to previous release "
+                         f"{hist.full_name(previous)} with chart {hist.chart_label(previous)} failed: {error}",
+                         self._snapshot_meta(previous))
             return
-        message = (f"Helm rollback to previous release {hist.full_name(previous)} with chart "
-                   f"{hist.chart_label(previous)} succeeded")
-        cond.mark_true(obj, REMEDIATED, ROLLBACK_SUCCEEDED, message)
-        req.ctx.event("Normal", ROLLBACK_SUCCEEDED, message, self._snapshot_meta(hist.latest(status)))
+        self._report(req, REMEDIATED, ROLLBACK_SUCCEEDED, f"Helm rollback to previous release "
+                     f"{hist.full_name(previous)} with chart {hist.chart_label(previous)} succeeded",
+                     self._snapshot_meta(hist.latest(status)))
+
+    @staticmethod
+    def _report(req: _Request, condition: str, reason: str, message: str, event_meta: dict[str, str]) -> None:
+        """An action's outcome, as Flux records it: a ``…Failed`` reason counts a failure, sets ``condition``
+        False and records a Warning event; any other sets it True with a Normal event."""
+        if reason.endswith("Failed"):
+            req.status["failures"] = int(req.status.get("failures") or 0) + 1
+            cond.mark_false(req.obj, condition, reason, message)
+            req.ctx.event("Warning", reason, message, event_meta)
+        else:
+            cond.mark_true(req.obj, condition, reason, message)
+            req.ctx.event("Normal", reason, message, event_meta)
 
     def _observe_storage(self, req: _Request) -> None:
         """Refresh the snapshots of every stored revision the history holds, and add the newest revision."""
@@ -809,17 +813,11 @@ class HelmReleaseReconciler(Reconciler):
         if uninstalled is not None:
             hist.record(status, dict(hist.snapshot_of(uninstalled, oci_digest=current.get("ociDigest", "")),
                                      **({"testHooks": current["testHooks"]} if "testHooks" in current else {})))
+        what = f"Helm uninstall remediation for release {hist.full_name(current)} with chart {hist.chart_label(current)}"
         if error:
-            message = (f"Helm uninstall remediation for release {hist.full_name(current)} with chart "
-                       f"{hist.chart_label(current)} failed: {error}")
-            status["failures"] = int(status.get("failures") or 0) + 1
-            cond.mark_false(obj, REMEDIATED, UNINSTALL_FAILED, message)
-            req.ctx.event("Warning", UNINSTALL_FAILED, message, self._snapshot_meta(current))
+            self._report(req, REMEDIATED, UNINSTALL_FAILED, f"{what} failed: {error}", self._snapshot_meta(current))
             return
-        message = (f"Helm uninstall remediation for release {hist.full_name(current)} with chart "
-                   f"{hist.chart_label(current)} succeeded")
-        cond.mark_true(obj, REMEDIATED, UNINSTALL_SUCCEEDED, message)
-        req.ctx.event("Normal", UNINSTALL_SUCCEEDED, message, self._snapshot_meta(current))
+        self._report(req, REMEDIATED, UNINSTALL_SUCCEEDED, f"{what} succeeded", self._snapshot_meta(current))
 
     def _unlock(self, req: _Request) -> None:
         obj, status = req.obj, req.status
@@ -1022,18 +1020,13 @@ def _exists(kube: KubeClient, rt, name: str, namespace: str) -> bool:
 # ---------------------------------------------------------------------------------------------- flags
 
 FLAGS = (
-    OptionFlag("default_service_account", "--default-service-account",
-               "Default service account used for impersonation."),
+    DEFAULT_SERVICE_ACCOUNT,
     NO_CROSS_NAMESPACE_REFS,
     HTTP_RETRY,
-    OptionFlag("disallowed_field_managers", "--override-manager", "Field manager disallowed to perform changes "
-               "on managed resources."),
-    OptionFlag("insecure_kubeconfig_exec", "--insecure-kubeconfig-exec", "Allow use of the user.exec section in "
-               "kubeconfigs provided for remote apply."),
-    OptionFlag("insecure_kubeconfig_tls", "--insecure-kubeconfig-tls", "Allow that kubeconfigs provided for "
-               "remote apply can disable TLS verification."),
-    OptionFlag("feature_gates", "--feature-gates", "A comma separated list of key=value pairs defining the state "
-               "of experimental features.", parse=FEATURE_GATES.parse),
+    OVERRIDE_MANAGER,
+    INSECURE_KUBECONFIG_EXEC,
+    INSECURE_KUBECONFIG_TLS,
+    feature_gates_flag(FEATURE_GATES),
 )
 
 

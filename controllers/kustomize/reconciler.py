@@ -61,8 +61,9 @@ from controllers.lib.kustomize.inventory import (HandoverGrace, PruneError, Prun
                                              find_pending_claimants, inventory_from_changes, inventory_refs, prune,
                                              stale_objects)
 from controllers.lib.kustomize.inventory import finalize as prune_on_delete
-from controllers.runtime.flags import (HTTP_RETRY, NO_CROSS_NAMESPACE_REFS, FeatureGates, OptionFlag, add_option_flags,
-                                      options_from_args)
+from controllers.runtime.flags import (DEFAULT_SERVICE_ACCOUNT, HTTP_RETRY, INSECURE_KUBECONFIG_EXEC,
+                                      INSECURE_KUBECONFIG_TLS, NO_CROSS_NAMESPACE_REFS, OVERRIDE_MANAGER, FeatureGates,
+                                      OptionFlag, add_option_flags, feature_gates_flag, options_from_args)
 from controllers.runtime import conditions as cond
 from controllers.runtime.apply import (FIELD_MANAGER, SKIPPED, UNKNOWN, ApplyError, ChangeSet, ObjectRef,
                                        ResourceManager, kustomization_apply_options)
@@ -670,22 +671,17 @@ def _exists(kube: KubeClient, rt, name: str, namespace: str) -> bool:
 
 #: The kustomize-controller's own flags (Flux's names; the defaults are the Options fields').
 FLAGS = (
-    OptionFlag("default_service_account", "--default-service-account",
-               "Default service account used for impersonation."),
+    DEFAULT_SERVICE_ACCOUNT,
     NO_CROSS_NAMESPACE_REFS,
     OptionFlag("no_remote_bases", "--no-remote-bases", "Disallow remote bases usage in Kustomize overlays. When "
                "this flag is enabled, all resources must refer to local files included in the source artifact."),
     HTTP_RETRY,
     OptionFlag("sops_age_secret", "--sops-age-secret", "The name of a Kubernetes secret in the RUNTIME_NAMESPACE "
                "containing a SOPS age decryption key for fallback usage."),
-    OptionFlag("disallowed_field_managers", "--override-manager", "Field manager disallowed to perform changes "
-               "on managed resources."),
-    OptionFlag("insecure_kubeconfig_exec", "--insecure-kubeconfig-exec", "Allow use of the user.exec section in "
-               "kubeconfigs provided for remote apply."),
-    OptionFlag("insecure_kubeconfig_tls", "--insecure-kubeconfig-tls", "Allow that kubeconfigs provided for "
-               "remote apply can disable TLS verification."),
-    OptionFlag("feature_gates", "--feature-gates", "A comma separated list of key=value pairs defining the state "
-               "of experimental features.", parse=FEATURE_GATES.parse),
+    OVERRIDE_MANAGER,
+    INSECURE_KUBECONFIG_EXEC,
+    INSECURE_KUBECONFIG_TLS,
+    feature_gates_flag(FEATURE_GATES),
     OptionFlag("watch_applied", "--watch-applied", "Watch the applied objects and correct drift as soon as it "
                "happens (fluxpy; Flux corrects drift at the next interval)."),
 )

@@ -110,3 +110,18 @@ NO_CROSS_NAMESPACE_REFS = OptionFlag("no_cross_namespace_refs", "--no-cross-name
                                      "the referee are in the same namespace.")
 HTTP_RETRY = OptionFlag("http_retry", "--http-retry", "The maximum number of retries when failing to fetch "
                         "artifacts over HTTP.")
+
+DEFAULT_SERVICE_ACCOUNT = OptionFlag("default_service_account", "--default-service-account",
+                                     "Default service account used for impersonation.")
+OVERRIDE_MANAGER = OptionFlag("disallowed_field_managers", "--override-manager", "Field manager disallowed to "
+                              "perform changes on managed resources.")
+INSECURE_KUBECONFIG_EXEC = OptionFlag("insecure_kubeconfig_exec", "--insecure-kubeconfig-exec", "Allow use of the "
+                                      "user.exec section in kubeconfigs provided for remote apply.")
+INSECURE_KUBECONFIG_TLS = OptionFlag("insecure_kubeconfig_tls", "--insecure-kubeconfig-tls", "Allow that kubeconfigs "
+                                     "provided for remote apply can disable TLS verification.")
+
+
+def feature_gates_flag(gates: FeatureGates) -> OptionFlag:
+    """``--feature-gates`` over a controller's own gates."""
+    return OptionFlag("feature_gates", "--feature-gates", "A comma separated list of key=value pairs defining the "
+                      "state of experimental features.", parse=gates.parse)
