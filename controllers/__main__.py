@@ -42,7 +42,10 @@ def build_parser(component: Component) -> argparse.ArgumentParser:
     flag("--metrics-addr", default=os.environ.get("METRICS_ADDR", ":8080"),
          help="The address the metric endpoint binds to.")
     flag("--health-addr", default=":9440", help="The address the health endpoint binds to.")
-    flag("--events-addr", default=os.environ.get("EVENTS_ADDR", ""), help="The address of the events receiver.")
+    if component.receives_events:
+        flag("--events-addr", default=":9090", help="The address the event endpoint binds to.")
+    else:
+        flag("--events-addr", default=os.environ.get("EVENTS_ADDR", ""), help="The address of the events receiver.")
     flag("--concurrent", type=int, default=component.concurrent, help="The number of concurrent reconciles per controller.")
     flag("--requeue-dependency", type=parse_duration_flag, default=30.0,
          help="The interval at which failing dependencies are reevaluated.")
@@ -80,7 +83,7 @@ def settings_from_args(component: Component, args: argparse.Namespace, runtime_n
     """Map parsed flags onto :class:`ManagerSettings`."""
     return ManagerSettings(
         component=component.name, metrics_addr=args.metrics_addr, health_addr=args.health_addr,
-        events_addr=args.events_addr,
+        events_addr="" if component.receives_events else args.events_addr,
         controller=ControllerSettings(
             concurrent=args.concurrent, min_retry_delay=args.min_retry_delay, max_retry_delay=args.max_retry_delay,
             interval_jitter_percentage=args.interval_jitter_percentage, requeue_dependency=args.requeue_dependency),

@@ -27,6 +27,9 @@ class Component:
     """Flux's default of ``--concurrent`` for this component."""
     add_arguments: str = ""
     """Import path of a function adding the component's own flags to the parser."""
+    receives_events: bool = False
+    """It serves the events endpoint: ``--events-addr`` is where it listens (default ``:9090``), not where
+    it posts (Flux's notification-controller)."""
 
 
 #: What differs from a plain Component, per component; reconcilers are added here as controllers land.
@@ -41,6 +44,9 @@ _COMPONENT_SETTINGS: dict[str, dict[str, Any]] = {
                              "add_arguments": "controllers.kustomize.reconciler:add_arguments"},
     "helm-controller": {"reconcilers": ("controllers.helm.reconciler:new_reconciler",),
                         "add_arguments": "controllers.helm.reconciler:add_arguments"},
+    "notification-controller": {"reconcilers": ("controllers.notification.reconciler:new_reconciler",),
+                                "add_arguments": "controllers.notification.reconciler:add_arguments",
+                                "receives_events": True},
     "source-watcher": {"concurrent": 10, "reconcilers": ("controllers.source.generator:new_reconciler",),
                        "add_arguments": "controllers.source.generator:add_arguments"},
 }

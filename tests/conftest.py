@@ -132,6 +132,8 @@ def start_controller(kube):
 
     ``start_controller(reconciler, namespace, **controller_settings)`` starts a Controller (with an event
     recorder) and waits until its watches are synced; every controller started is stopped after the test.
+    Set ``start_controller.events_webhook`` (e.g. the notification-controller's events address) before
+    starting controllers that should post their events there, as ``--events-addr`` does.
     """
     from controllers.runtime.controller import Controller
     from controllers.runtime.events import EventRecorder
@@ -147,12 +149,13 @@ def start_controller(kube):
             component="test-controller", metrics_addr="", health_addr="",
             controller=ControllerSettings(**settings),
             watch=WatchSettings(all_namespaces=False, namespace=namespace, timeout_seconds=20))
-        recorder = EventRecorder(kube, "test-controller").start()
+        recorder = EventRecorder(kube, "test-controller", webhook=start.events_webhook).start()
         ctl = Controller(reconciler, kube, manager_settings, events=recorder).start()
         assert ctl.wait_synced(30), "controller watches did not sync"
         started.append((ctl, recorder))
         return ctl
 
+    start.events_webhook = ""
     yield start
     for ctl, recorder in started:
         ctl.stop(5)

@@ -29,6 +29,7 @@ TREE = {
     "controllers/source/common.py": "import controllers.runtime\n",
     "controllers/kustomize/__init__.py": "import controllers.lib\n",
     "controllers/helm/__init__.py": "import controllers.lib\n",
+    "controllers/notification/__init__.py": "import controllers.lib\n",
     "manifestgen/__init__.py": "import controllers.api\n",
     "bootstrap/__init__.py": "import manifestgen\nimport controllers.lib\n",
     "bootstrap/plan.py": "import bootstrap.repository\nimport bootstrap.ui\n",
@@ -44,6 +45,7 @@ VIOLATIONS = [
     ("controllers.source.bad", "controllers.localcluster.plane"),  # (a) not the control plane
     ("controllers.kustomize.bad", "controllers.localcluster.dev"),  # (a) nor the dev cluster
     ("controllers.helm.bad", "controllers.kustomize"),            # (a) the helm-controller too
+    ("controllers.notification.bad", "controllers.helm"),         # (a) and the notification-controller
     ("controllers.lib.bad", "controllers.source"),                # (b) lib imports no controller
     ("controllers.runtime.bad", "controllers.lib"),               # (b) runtime imports no lib
     ("controllers.api.bad", "controllers.runtime"),               # (b) api imports only itself

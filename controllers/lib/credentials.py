@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import ssl
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 from controllers.api.builtin import SECRET
@@ -42,6 +43,19 @@ def basic_auth(data: dict[str, bytes]) -> tuple[str, str] | None:
 
 def bearer_token(data: dict[str, bytes]) -> str | None:
     return _text(data, "bearerToken")
+
+
+def proxy_url(data: dict[str, bytes], secret: str) -> str:
+    """The proxy URL of a ``proxySecretRef`` Secret: ``address`` with ``username``/``password`` folded in."""
+    address = (data.get("address") or b"").decode().strip()
+    if not address:
+        raise SecretError(f"secret '{secret}': key 'address' not found")
+    user, password = _text(data, "username") or "", _text(data, "password") or ""
+    if user or password:
+        parts = urllib.parse.urlsplit(address)
+        creds = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}@"
+        address = urllib.parse.urlunsplit(parts._replace(netloc=creds + parts.netloc))
+    return address
 
 
 @dataclasses.dataclass

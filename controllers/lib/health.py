@@ -319,7 +319,8 @@ class CelExpression:
     (``status.phase == 'Ready'``), as Flux's health check expressions are; with them (``self``, ``dep`` for a
     ``readyExpr``) it is type-checked and must be of type bool (not dyn), as Flux requires."""
 
-    def __init__(self, expression: str, *, variables: Iterable[str] = ()):
+    def __init__(self, expression: str, *, variables: Iterable[str] = (), returns: tuple[str, ...] = ("bool",)):
+        """``returns``: the type names the checked expression may have (a commit status id: string or dyn)."""
         self.expression = expression
         self.variables = tuple(variables)
         env = _cel_env(self.variables)
@@ -332,8 +333,8 @@ class CelExpression:
             from cel_expr_python import cel
 
             returned = self._compiled.return_type()
-            if returned != cel.Type.BOOL:
-                raise InvalidCELExpression(f"CEL expression output type mismatch: expected bool, got "
+            if returned.name().lower() not in returns:
+                raise InvalidCELExpression(f"CEL expression output type mismatch: expected {returns[0]}, got "
                                            f"{returned.name().lower()}")
 
     def evaluate(self, data: Mapping[str, Any]) -> Any:

@@ -126,6 +126,12 @@ class Reconciler(abc.ABC):
         the same object returned by several reconcilers runs once. Default: none."""
         return []
 
+    def servers(self, kube: KubeClient, events: EventRecorder, namespace: str | None) -> list:
+        """Objects with ``start()``/``stop()`` run in every replica, leader or not, for the whole life of the
+        process (e.g. the notification-controller's HTTP endpoints, which a Service routes to any pod);
+        ``namespace`` is the watched one (None: all). Default: none."""
+        return []
+
     def interval(self, obj: dict) -> float | None:
         """Seconds between two successful reconciliations: ``spec.interval`` (None: no periodic run)."""
         value = (obj.get("spec") or {}).get("interval")

@@ -1,11 +1,12 @@
 """The manager of a controller process: endpoints, events, leader election and one controller per reconciler.
 
-Start order: ``/metrics`` and ``/healthz``/``/readyz`` servers, the event recorder, then — directly, or once
+Start order: ``/metrics`` and ``/healthz``/``/readyz`` servers, the event recorder, the reconcilers'
+:meth:`~controllers.runtime.controller.Reconciler.servers` (every replica), then — directly, or once
 this process leads the Lease — the leader runnables (objects with ``start()``/``stop()`` that reconcilers
 return from ``Reconciler.leader_runnables()``, e.g. the source-controller's artifact server) and the
 controllers. Stop order: controllers (running reconciliations finish), leader runnables, then the Lease is
-released (so the successor starts only when we no longer reconcile), then events are
-flushed and the servers closed. Losing the lease stops the process with exit code 1, as controller-runtime.
+released (so the successor starts only when we no longer reconcile), then the reconcilers' servers stop,
+events are flushed and the endpoints closed. Losing the lease stops the process with exit code 1, as controller-runtime.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ class Manager:
                                     log=get_logger("events"))
         self.controllers = [Controller(r, kube, settings, events=self.events, metrics=self.metrics)
                             for r in reconcilers]
+        self.servers: list = [server for r in reconcilers
+                              for server in r.servers(kube, self.events, settings.watch.watch_namespace)]
         self.leader_runnables: list = []
         for r in reconcilers:
             for runnable in r.leader_runnables():
@@ -74,6 +77,8 @@ class Manager:
             self.log.info("starting health probes server", addr=self.settings.health_addr,
                           port=self.health_server.port)
         self.events.start()
+        for server in self.servers:
+            server.start()
         if self.elector:
             self._elector_thread = threading.Thread(target=self._campaign, name="leader-election", daemon=True)
             self._elector_thread.start()
@@ -116,6 +121,8 @@ class Manager:
         self._elector_stop.set()
         if self._elector_thread:
             self._elector_thread.join(self.settings.leader_election.retry_period + 10)
+        for server in reversed(self.servers):
+            server.stop()
         self.events.stop()
         for server in self._servers:
             server.stop()

@@ -280,17 +280,9 @@ class GitRepositoryReconciler(SourceReconciler):
             return ""
         ns = obj["metadata"]["namespace"]
         try:
-            data = credentials.get_secret(ctx.kube, ns, ref)
-            address = (data.get("address") or b"").decode()
-            if not address:
-                raise SecretError(f"secret '{ns}/{ref}': key 'address' not found")
+            address = credentials.proxy_url(credentials.get_secret(ctx.kube, ns, ref), f"{ns}/{ref}")
         except SecretError as exc:
             raise fail(obj, FETCH_FAILED, AUTHENTICATION_FAILED, f"failed to configure proxy options: {exc}") from None
-        user, password = (data.get("username") or b"").decode(), (data.get("password") or b"").decode()
-        if user or password:
-            parts = urllib.parse.urlsplit(address)
-            creds = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}@"
-            address = urllib.parse.urlunsplit(parts._replace(netloc=creds + parts.netloc))
         return address
 
     def _auth_data(self, ctx, obj: dict) -> dict[str, bytes]:
