@@ -1,6 +1,8 @@
 """The README's story on the embedded control plane: a local Git server with an example repository,
 ``fluxpy bootstrap git``, everything Ready, a change pushed and applied, a direct edit reverted, a HelmRelease
-from a chart repository on loopback installed and read by the real ``helm list``.
+from a chart repository on loopback installed and read by the real ``helm list``, and a push that reaches the
+cluster at once through a Receiver's webhook (the Git server calls it, as GitHub would), with an Alert's
+notifications landing in the Git server's sink (``<state>/notifications.jsonl``).
 
 ::
 
@@ -27,6 +29,8 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
+import hashlib
+import hmac
 import http.server
 import json
 import os
@@ -40,6 +44,7 @@ import tempfile
 import textwrap
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -51,6 +56,8 @@ CLUSTER_PATH = "clusters/demo"
 APPS_NAMESPACE = "demo"
 GREETING, NEW_GREETING = "hello from fluxpy", "hello again, from Git"
 CHARTS_DIR, CHART, CHART_VERSION = "charts", "greeter", "1.0.0"
+#: the push webhooks the Git server calls, and where its notification sink writes (under the demo state)
+WEBHOOKS_FILE, NOTIFICATIONS_FILE, NOTIFICATIONS_PATH = "webhooks.json", "notifications.jsonl", "/notifications"
 
 Log = Callable[[str], None]
 
@@ -88,7 +95,10 @@ class GitServer:
                     server._cgi(self)
 
             def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-                server._cgi(self)
+                if self.path == NOTIFICATIONS_PATH:
+                    server._notification(self)
+                else:
+                    server._cgi(self)
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
@@ -119,6 +129,36 @@ class GitServer:
         req.send_header("Content-Length", str(len(payload)))
         req.end_headers()
         req.wfile.write(payload)
+
+    def _notification(self, req: http.server.BaseHTTPRequestHandler) -> None:
+        """The demo's notification sink (a generic Provider's address): each event appended, one JSON per line,
+        to ``<state>/notifications.jsonl``."""
+        body = req.rfile.read(int(req.headers.get("Content-Length") or 0))
+        with open(self.root.parent / NOTIFICATIONS_FILE, "ab") as sink:
+            sink.write(body.replace(b"\n", b" ") + b"\n")
+        req.send_response(202)
+        req.send_header("Content-Length", "0")
+        req.end_headers()
+
+    def _push_webhooks(self, path: str) -> None:
+        """After a push, call the webhooks of ``<state>/webhooks.json`` (``[{"url", "secret"}]``) as GitHub
+        does: a ``push`` event signed with ``X-Hub-Signature-256``."""
+        hooks = json.loads((self.root.parent / WEBHOOKS_FILE).read_text() or "[]") \
+            if (self.root.parent / WEBHOOKS_FILE).exists() else []
+        repo = path.removesuffix("/git-receive-pack").strip("/")
+        after = subprocess.run(["git", "--git-dir", str(self.root / repo), "rev-parse", "HEAD"], capture_output=True,
+                               text=True, timeout=30).stdout.strip()
+        payload = json.dumps({"ref": "refs/heads/main", "after": after,
+                              "repository": {"full_name": repo.removesuffix(".git"),
+                                             "clone_url": f"http://{self.host}:{self.port}/{repo}"}}).encode()
+        for hook in hooks:
+            signature = "sha256=" + hmac.new(hook["secret"].encode(), payload, hashlib.sha256).hexdigest()
+            request = urllib.request.Request(hook["url"], data=payload, method="POST", headers={
+                "Content-Type": "application/json", "X-GitHub-Event": "push", "X-Hub-Signature-256": signature})
+            try:
+                urllib.request.urlopen(request, timeout=10).close()
+            except OSError:
+                pass  # a webhook that fails does not fail the push (as on GitHub)
 
     def _cgi(self, req: http.server.BaseHTTPRequestHandler) -> None:
         if not self._authorized(req.headers.get("Authorization") or ""):
@@ -153,6 +193,8 @@ class GitServer:
         req.send_header("Content-Length", str(len(payload)))
         req.end_headers()
         req.wfile.write(payload)
+        if req.command == "POST" and path.endswith("/git-receive-pack") and status == 200:
+            threading.Thread(target=self._push_webhooks, args=(path,), daemon=True).start()
 
     def serve_forever(self) -> None:
         self._server.serve_forever()
@@ -338,15 +380,7 @@ def example_files(recipient: str) -> dict[str, str]:
             metadata:
               name: {APPS_NAMESPACE}
             """),
-        "infrastructure/settings.yaml": _doc(f"""
-            apiVersion: v1
-            kind: ConfigMap
-            metadata:
-              name: platform-settings
-              namespace: {APPS_NAMESPACE}
-            data:
-              cluster: demo
-            """),
+        "infrastructure/settings.yaml": settings_file(),
         "apps/kustomization.yaml": _doc("""
             apiVersion: kustomize.config.k8s.io/v1beta1
             kind: Kustomization
@@ -389,6 +423,13 @@ def example_files(recipient: str) -> dict[str, str]:
                             name: podinfo
             """),
     }
+
+
+def settings_file(last_push: str = "") -> str:
+    """The infrastructure layer's ConfigMap (``last-push``: what the webhook step changes)."""
+    extra = f'\n  last-push: "{last_push}"' if last_push else ""
+    return (f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: platform-settings\n  namespace: {APPS_NAMESPACE}\n"
+            f"data:\n  cluster: demo{extra}\n")
 
 
 def publish_chart(state: Path) -> None:
@@ -647,9 +688,86 @@ def story(s: Story) -> None:
     with HelmCLI(60) as helm:
         log(helm.run("list", "-A", "--kubeconfig", str(s.kubeconfig)).rstrip("\n"))
 
+    if "notification-controller" in (s.components or ("notification-controller",)):
+        webhook_step(s, kube, server, url, credentials)
+
     revision = dig(kube.get(git_kind, "flux-system", "flux-system"), "status.artifact.revision")
     s.run_fluxpy("get", "all", "-A")
     log(f"✔ the cluster follows {url} at {revision}")
+
+
+def webhook_step(s: Story, kube, server: RunningServer, url: str, credentials) -> None:
+    """A push reaches the cluster at once: the Git server calls a Receiver's webhook (GitHub's push event,
+    signed), which asks the GitRepository to reconcile; an Alert sends the resulting events to a generic
+    Provider (the Git server's notification sink)."""
+    from bootstrap.git import Checkout
+    from controllers.api.builtin import CONFIGMAP
+    from controllers.api.kinds import kind_by_name
+    from controllers.api.objects import dig, find_condition
+    from controllers.localcluster import dev
+    from manifestgen.sync import File
+
+    log = s.log
+    log("► 7. a push notifies the cluster: a Receiver for the Git server's webhook, an Alert for the events")
+    token = hashlib.sha256(f"{server.token}/receiver".encode()).hexdigest()[:32]
+    sink = f"http://127.0.0.1:{server.port}{NOTIFICATIONS_PATH}"
+    objects = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "webhook-token", "namespace": "flux-system"},
+         "stringData": {"token": token}},
+        {"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+         "metadata": {"name": "fleet-push", "namespace": "flux-system"},
+         "spec": {"type": "github", "events": ["push"], "secretRef": {"name": "webhook-token"},
+                  "resources": [{"kind": "GitRepository", "name": "flux-system"}]}},
+        {"apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Provider",
+         "metadata": {"name": "demo-sink", "namespace": "flux-system"}, "spec": {"type": "generic", "address": sink}},
+        {"apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Alert",
+         "metadata": {"name": "demo", "namespace": "flux-system"},
+         "spec": {"providerRef": {"name": "demo-sink"}, "summary": "demo cluster",
+                  "eventSources": [{"kind": "Kustomization", "name": "*"}, {"kind": "GitRepository", "name": "*"}]}},
+    ]
+    for obj in objects:
+        kube.apply(obj, field_manager="fluxpy-demo")
+        log(f"✔ {obj['kind']} flux-system/{obj['metadata']['name']} applied")
+    receiver_kind = kind_by_name("Receiver")
+
+    def webhook_path() -> str:
+        obj = kube.get(receiver_kind, "fleet-push", "flux-system")
+        ready = find_condition(obj, "Ready") or {}
+        return dig(obj, "status.webhookPath") if ready.get("status") == "True" else ""
+
+    path = _wait("Receiver fleet-push", "Receiver fleet-push is Ready", webhook_path, 60, log)
+    hook = f"http://127.0.0.1:{dev.notification_endpoints(s.state.parent)['receiver']}{path}"
+    (s.state / WEBHOOKS_FILE).write_text(json.dumps([{"url": hook, "secret": token}]))
+    log(f"✔ the Git server calls {hook} on every push (GitHub's push event, signed with the token)")
+    s.run_fluxpy("get", "receivers", "-n", "flux-system")
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with Checkout(url, "main", credentials, author_name="Demo", author_email="demo@fluxpy.local").clone() as c:
+        settings = "infrastructure/settings.yaml"
+        c.write([File(settings, settings_file(stamp))])
+        sha = c.commit(f"infrastructure: last-push {stamp}", [settings])
+        c.push()
+    pushed = time.monotonic()
+    log(f"✔ pushed {sha[:12]} (no reconcile requested: the webhook is the only trigger, the interval is 1m)")
+
+    def applied() -> bool:
+        data = kube.get(CONFIGMAP, "platform-settings", APPS_NAMESPACE).get("data") or {}
+        return data.get("last-push") == stamp
+
+    _wait("the push to reach the cluster", f"ConfigMap {APPS_NAMESPACE}/platform-settings last-push={stamp!r}",
+          applied, 50, log)
+    log(f"✔ applied {time.monotonic() - pushed:.1f}s after the push")
+
+    def notified() -> list[dict]:
+        sink_file = s.state / NOTIFICATIONS_FILE
+        lines = sink_file.read_text().splitlines() if sink_file.exists() else []
+        events = [json.loads(line) for line in lines if line.strip()]
+        return [e for e in events if sha in json.dumps(e.get("metadata") or {}) or sha[:12] in e.get("message", "")]
+
+    for event in _wait("the notifications of the push", "the Alert's notifications reached the sink", notified,
+                       30, log)[-3:]:
+        obj = event.get("involvedObject") or {}
+        log(f"  {obj.get('kind')}/{obj.get('name')}: {event.get('reason')}: {event.get('message', '').splitlines()[0]}")
 
 
 def main(argv: list[str] | None = None) -> int:

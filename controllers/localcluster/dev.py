@@ -10,6 +10,8 @@ the CLI exiting, and shuts them down on SIGTERM. Everything lives in the state d
     plane/              the control plane's workdir: kubeconfig, pki/, logs/{etcd,kube-apiserver}.log
     logs/<name>.log     output of controllers started by start_controllers (read by ``fluxpy logs``)
     controllers.json    pids and command lines of those controllers
+    endpoints.json      the local notification-controller's ports: events (every controller's
+                        ``EVENTS_ADDR``) and receiver (the Receivers' webhooks)
 
 Functions return data and raise :class:`DevError`; they print nothing (progress goes to a ``log`` callable).
 """
@@ -41,8 +43,10 @@ SUPERVISOR_LOG = "supervisor.log"
 PLANE_DIR = "plane"
 LOGS_DIR = "logs"
 _LOCK_FILE = ".lock"
+ENDPOINTS_FILE = "endpoints.json"
+NOTIFICATION_CONTROLLER = "notification-controller"
 #: what down() removes; anything else a user keeps in the state directory is left alone.
-_OWNED = (STATE_FILE, CONTROLLERS_FILE, SUPERVISOR_LOG, PLANE_DIR, LOGS_DIR)
+_OWNED = (STATE_FILE, CONTROLLERS_FILE, SUPERVISOR_LOG, PLANE_DIR, LOGS_DIR, ENDPOINTS_FILE)
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 Log = Callable[[str], None]
@@ -273,6 +277,20 @@ def controller_command(component: str, kubeconfig: Path) -> list[str]:
             "--enable-leader-election"]
 
 
+def notification_endpoints(state_dir: str | os.PathLike | None = None) -> dict[str, int]:
+    """The loopback ports of the local notification-controller: ``events`` (where every local controller
+    posts its events, as ``--events-addr`` in a cluster) and ``receiver`` (the Receivers' webhooks). Chosen
+    once per state directory (``endpoints.json``), so a restarted controller keeps its addresses."""
+    path = _resolve(state_dir) / ENDPOINTS_FILE
+    ports = _read_json(path) or {}
+    if not all(isinstance(ports.get(k), int) for k in ("events", "receiver")):
+        events = free_port()
+        ports = {"events": events, "receiver": free_port({events})}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(path, ports)
+    return ports
+
+
 def start_controllers(
     state_dir: str | os.PathLike | None,
     components: Iterable[str],
@@ -292,9 +310,11 @@ def start_controllers(
     (sd / LOGS_DIR).mkdir(parents=True, exist_ok=True)
     child_env = _child_env()
     child_env["RUNTIME_NAMESPACE"] = namespace
-    child_env.update(env or {})
     started = []
     with _locked(sd, 30):
+        endpoints = notification_endpoints(sd)
+        child_env["EVENTS_ADDR"] = f"http://{HOST}:{endpoints['events']}/"
+        child_env.update(env or {})
         records = _read_json(sd / CONTROLLERS_FILE) or {}
         for component in components:
             if "/" in component or component in ("", ".", ".."):
@@ -306,6 +326,8 @@ def start_controllers(
                     continue
                 _stop_pid(rec["pid"], grace=10, argv=rec["argv"], group=True)
             argv = [str(a) for a in command(component, kc)]
+            if component == NOTIFICATION_CONTROLLER and NOTIFICATION_CONTROLLER in argv:
+                argv += [f"--events-addr={HOST}:{endpoints['events']}", f"--receiverAddr={HOST}:{endpoints['receiver']}"]
             log_path = sd / LOGS_DIR / f"{component}.log"
             log_path.unlink(missing_ok=True)
             pid = _spawn_detached(argv, log_path, child_env, cwd=sd)

@@ -1,7 +1,8 @@
 """The README's story (bootstrap.demo) end to end on a control plane of its own, with the real controllers:
 a local Git server and example repository (infrastructure and apps layers with dependsOn, a postBuild
 substitution, a SOPS-encrypted Secret), ``fluxpy bootstrap git``, everything Ready, a change pushed and applied,
-a direct edit reverted, a HelmRelease from the demo's chart repository installed and read by the real ``helm list``
+a direct edit reverted, a HelmRelease from the demo's chart repository installed and read by the real ``helm list``,
+a push reaching the cluster through a Receiver's webhook with the Alert's notifications in the Git server's sink
 — and a second run that reuses it all."""
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 from tests.bootstrap.support import E2E_COMPONENTS
 
 pytestmark = pytest.mark.integration
-#: the demo also installs a HelmRelease
-DEMO_COMPONENTS = (*E2E_COMPONENTS, "helm-controller")
+#: the demo also installs a HelmRelease, and a push reaches a Receiver
+DEMO_COMPONENTS = (*E2E_COMPONENTS, "helm-controller", "notification-controller")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,9 @@ def test_the_whole_story(demo_cluster):
                      "Secret demo/podinfo-credentials decrypted (password, username)",
                      "✔ ConfigMap demo/podinfo greeting='hello again, from Git'",
                      "greeting='hello again, from Git' again, as in Git", "$ fluxpy get all -A",
-                     "✔ HelmRelease greeter is Ready", "$ helm list -A", "demo-greeter"):
+                     "✔ HelmRelease greeter is Ready", "$ helm list -A", "demo-greeter",
+                     "✔ Receiver fleet-push is Ready", "ConfigMap demo/platform-settings last-push=",
+                     "✔ the Alert's notifications reached the sink", "$ fluxpy get receivers -n flux-system"):
         assert expected in text, text
     kube = KubeClient.from_kubeconfig(plane.kubeconfig)
     assert kube.get(CONFIGMAP, "podinfo", "demo")["data"]["greeting"] == "hello again, from Git"
