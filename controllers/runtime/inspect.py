@@ -42,6 +42,8 @@ class Node:
     cycle: list[str] | None = None
     events: list[dict] = dataclasses.field(default_factory=list)
     log_lines: list = dataclasses.field(default_factory=list)
+    #: (reason, message) of an object without status that reported a failure by a Warning event
+    failure: tuple[str, str] | None = None
 
     @property
     def ref(self) -> str:
@@ -64,6 +66,8 @@ class Node:
             return "Missing"
         if self.suspended:
             return "Suspended"
+        if self.failure is not None:
+            return "False"
         cond = find_condition(self.obj, "Ready")
         if cond is None:
             # objects without conditions (ConfigMaps, v1beta3 Alerts/Providers) are fine by existing
@@ -76,6 +80,8 @@ class Node:
             return "DependencyCycle"
         if self.obj is None:
             return "NotFound"
+        if self.failure is not None:
+            return self.failure[0]
         return self._explaining_condition().get("reason", "")
 
     @property
@@ -86,6 +92,8 @@ class Node:
             return f"{self.ref} not found"
         if self.suspended:
             return "reconciliation is suspended"
+        if self.failure is not None:
+            return self.failure[1]
         return self._explaining_condition().get("message", "")
 
     def _explaining_condition(self) -> dict:

@@ -106,10 +106,8 @@ def verify_spec(provider: str, secret_ref: str = "", issuer: str = "", subject: 
 
 def object_meta(name: str, namespace: str, labels: dict[str, str] | None = None) -> dict:
     """``metadata`` with the name, the namespace and (when any) the ``--label`` labels."""
-    meta: dict = {"name": name, "namespace": namespace}
-    if labels:
-        meta["labels"] = labels
-    return meta
+    meta: dict = {"labels": labels} if labels else {}
+    return {**meta, "name": name, "namespace": namespace}  # flux's order: keys sorted
 
 
 def read_file(path: Optional[str], what: str, *, failure: str = "failed to read") -> bytes:
@@ -166,6 +164,11 @@ def apply_or_export(a: App, kind: "Kind", obj: dict, *, export: bool, wait: bool
     a.terminal.action(f"applying {label}")
     applied = a.kube.apply(obj, field_manager=CLI_FIELD_MANAGER)
     a.terminal.success(f"{kind.kind} {'created' if applied['metadata'].get('generation') == 1 else 'updated'}")
+    if wait and not kind.reconcilable and kind.static_ready:
+        # static configuration (Provider, Alert v1beta3): ready once it exists, as flux reports it
+        a.terminal.waiting(f"waiting for {kind.kind} reconciliation")
+        a.terminal.success(f"{kind.kind} {name} is ready")
+        return applied
     if not (wait and kind.reconcilable):
         return applied
     a.terminal.waiting(f"waiting for {kind.kind} reconciliation")

@@ -53,6 +53,21 @@ def attach_evidence(a: App, cause, flux_namespace: str, state_dir: str | None = 
     return ""
 
 
+def statusless_failure(a: App, node) -> dict | None:
+    """For an object without status (an Alert or Provider, v1beta3): its latest Warning event, which is
+    how its failures are reported (a notification that could not be delivered); None when it has none."""
+    from controllers.api.objects import find_condition
+
+    if (node.obj.get("status") or {}).get("conditions") is not None or find_condition(node.obj, "Ready"):
+        return None
+    node.events = recent_warnings(a, node)
+    if not node.events:
+        return None
+    latest = node.events[-1]
+    node.failure = (latest.get("reason") or "", (latest.get("message") or "").strip())
+    return latest
+
+
 def as_json(node) -> dict:
     return {"kind": node.kind, "namespace": node.namespace, "name": node.name, "relation": node.relation,
             "ready": node.ready, "reason": node.reason, "message": node.message, "cycle": node.cycle,
@@ -82,6 +97,9 @@ def why(
         path = inspect.failing_path(root)
         cause = path[-1] if path else None
         note = attach_evidence(a, cause, flux_namespace, state_dir) if cause else ""
+        failure = statusless_failure(a, root) if cause is None else None
+        if failure is not None:
+            cause, path = root, [root]
     except Exception as exc:  # noqa: BLE001 - classified by describe_error; bugs re-raise
         described = describe_error(exc)
         if described is None:

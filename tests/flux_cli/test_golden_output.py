@@ -132,6 +132,12 @@ CREATE = {
     "secret-helm": ["create", "secret", "helm", "helm-auth", "--username=user", "--password=s3cr3t"],
     "secret-oci": ["create", "secret", "oci", "ghcr-auth", "--url=ghcr.io", "--username=user",
                    "--password=s3cr3t"],
+    "alert-provider": ["create", "alert-provider", "slack", "--type=slack", "--channel=general",
+                       "--address=https://hooks.slack.com/services/x", "--secret-ref=webhook-url"],
+    "alert": ["create", "alert", "flux-system", "--event-severity=info", "--provider-ref=slack",
+              "--event-source=Kustomization/flux-system,GitRepository/*.apps", "--label=team=platform"],
+    "receiver": ["create", "receiver", "github-receiver", "--type=github", "--event=ping", "--event=push",
+                 "--secret-ref=webhook-token", "--resource=GitRepository/webapp,HelmRepository/webapp"],
 }
 
 

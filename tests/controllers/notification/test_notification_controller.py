@@ -153,7 +153,7 @@ def test_cross_namespace_events_are_refused_with_the_flag(start_controller, kube
 
 
 def test_delivery_failure_is_a_masked_warning_on_the_alert(notification_controller, kube, namespace,
-                                                           capture_server):
+                                                           capture_server, control_plane):
     apply_secret(kube, namespace, "hook-secret", {"address": capture_server.url + "/t0ps3cret-path",
                                                    "token": "t0ps3cret"})
     apply_secret(kube, namespace, "dead-secret", {"address": "http://127.0.0.1:9/t0ps3cret-path"})
@@ -180,6 +180,25 @@ def test_delivery_failure_is_a_masked_warning_on_the_alert(notification_controll
     assert "provider type 'sentry' is not supported by fluxpy" in unsupported["message"]
     absent = wait_event(kube, namespace, "no-provider", "NotificationDispatchFailed", kind="Alert")
     assert 'failed to read provider: Provider.notification.toolkit.fluxcd.io "absent" not found' in absent["message"]
+
+    # the CLI shows them: fluxpy events, and why
+    events_out = cli(control_plane, "events", "-n", namespace, "--for", "Alert/no-provider")
+    assert "NotificationDispatchFailed" in events_out and '"absent" not found' in events_out
+    why_out = cli(control_plane, "why", "alert/all", "-n", namespace, exit_code=1)
+    assert f"root cause: Alert/{namespace}/all: NotificationDispatchFailed: failed to send notification" in why_out
+    assert "status code 403" in why_out and "✗ False" in why_out, why_out
+
+
+def cli(control_plane, *args: str, exit_code: int = 0) -> str:
+    """``fluxpy ARGS`` in-process against the test cluster; its output (it must exit with ``exit_code``)."""
+    from typer.testing import CliRunner
+
+    from flux_cli.main import app, prepare_args
+
+    result = CliRunner().invoke(app, prepare_args([*args, "--kubeconfig", str(control_plane.kubeconfig)]),
+                                env={"NO_COLOR": "1", "COLUMNS": "250"}, catch_exceptions=False)
+    assert result.exit_code == exit_code, result.output
+    return result.output
 
 
 def test_controllers_post_their_events_to_the_endpoint(notification_controller, kube, namespace, capture_server,
