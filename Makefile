@@ -49,3 +49,5 @@ bench: setup tools ## print the CLI start-up figures
 	$(PYTHON) tests/bench/cli_startup.py
 	$(PYTHON) tests/bench/sources.py
 	$(PYTHON) tests/bench/kustomizations.py
+	$(PYTHON) tests/bench/helmreleases.py
+	$(PYTHON) tests/bench/notifications.py
