@@ -29,7 +29,7 @@ from controllers.lib import credentials
 from controllers.lib.credentials import SecretError
 from controllers.notification import alerts as matching
 from controllers.notification.event import Event, InvalidEvent
-from controllers.runtime.endpoints import parse_addr
+from controllers.runtime.endpoints import ThreadedServer, parse_addr
 from controllers.runtime.kube import KubeClient, KubeError
 from controllers.runtime.logs import Logger, get_logger
 from controllers.runtime.watch import Informer
@@ -96,17 +96,9 @@ class _Server:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(bind, Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{name}-{self.port}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http = ThreadedServer(bind, Handler, name)
+        self.port = self._http.port
+        self.start, self.stop = self._http.start, self._http.stop
 
 
 class EventServer:

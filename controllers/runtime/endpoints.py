@@ -48,12 +48,27 @@ class EndpointServer:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(bind, Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"http-{self.port}", daemon=True)
+        self._http = ThreadedServer(bind, Handler, "http")
+        self.port = self._http.port
 
     def start(self) -> "EndpointServer":
+        self._http.start()
+        return self
+
+    def stop(self) -> None:
+        self._http.stop()
+
+
+class ThreadedServer:
+    """A ``ThreadingHTTPServer`` bound to ``bind`` and served on a daemon thread; :attr:`port` is the bound port."""
+
+    def __init__(self, bind: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler], name: str):
+        self._server = http.server.ThreadingHTTPServer(bind, handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{name}-{self.port}", daemon=True)
+
+    def start(self) -> "ThreadedServer":
         self._thread.start()
         return self
 
