@@ -12,7 +12,8 @@ over Git's smart HTTP (``git http-backend``) and, with ``ssh=True``, over SSH (D
 - GitLab (REST v4 under ``/api/v4``): ``GET /user``, ``GET /groups/{id|path}``, ``GET/POST /projects``,
   ``GET /projects/{id|path}``, ``POST /projects/{id}/share``, ``GET/POST/DELETE
   /projects/{id}/deploy_keys[/{id}]``, ``.../deploy_tokens[/{id}]``, ``GET/POST .../merge_requests``,
-  ``GET .../merge_requests/{iid}``, ``PUT .../merge_requests/{iid}/merge``.
+  ``GET .../merge_requests/{iid}``, ``PUT .../merge_requests/{iid}/merge``, ``POST .../statuses/{sha}``,
+  ``GET .../repository/commits/{sha}/statuses``.
 
 Access is modelled the way the real services behave: tokens belong to users; a private repository is
 invisible (404) to users without access; deploy keys and tokens are scoped to one repository and read-only
@@ -160,6 +161,8 @@ class HostedRepo:
     changes: list[Change] = dataclasses.field(default_factory=list)
     teams: dict[str, str] = dataclasses.field(default_factory=dict)
     collaborators: set[str] = dataclasses.field(default_factory=set)
+    statuses: list[dict] = dataclasses.field(default_factory=list)
+    """Commit statuses, latest first (GitHub's ``context`` / GitLab's ``name`` and the service's fields)."""
 
     @property
     def full_name(self) -> str:
@@ -461,6 +464,12 @@ class GitHost:
             raise HTTPError(401, {"message": "401 Unauthorized"})
         return user
 
+    def _require_commit(self, repo: HostedRepo, sha: str, body: dict, status: int) -> None:
+        """``sha`` must be a commit of ``repo`` (the service's answer otherwise)."""
+        if subprocess.run(["git", "--git-dir", str(repo.bare), "cat-file", "-e", f"{sha}^{{commit}}"],
+                          capture_output=True).returncode != 0:
+            raise HTTPError(status, body)
+
     def _require_writer(self, req, repo: HostedRepo) -> User:
         """The request's user, who must be able to write to ``repo`` (403 otherwise)."""
         user = self._require_user(req)
@@ -604,6 +613,20 @@ class GitHost:
         rest = match[3] or ""
         if rest == "" and method == "GET":
             return 200, self._gh_repo_json(repo, user), {}
+        if status := m(r"/statuses/([0-9a-f]{40})|/commits/([0-9a-f]{40})/statuses", rest):
+            sha = status[1] or status[2]
+            if method == "POST" and status[1]:
+                self._require_writer(req, repo)
+                self._require_commit(repo, sha, {"message": f"No commit found for SHA: {sha}"}, 422)
+                if data.get("state") not in ("error", "failure", "pending", "success"):
+                    raise HTTPError(422, {"message": "Validation Failed"})
+                entry = {"id": self._id(), "sha": sha, "state": data["state"], "description": data.get("description"),
+                         "context": data.get("context") or "default", "target_url": data.get("target_url"),
+                         "created_at": _now()}
+                repo.statuses.insert(0, entry)
+                return 201, entry, {}
+            if method == "GET" and status[2]:
+                return 200, [s for s in repo.statuses if s["sha"] == sha], {}
         if rest.startswith("/keys"):
             if not self._admin(repo, user):
                 raise HTTPError(404 if repo.private else 403, {"message": "Not Found" if repo.private else
@@ -773,6 +796,21 @@ class GitHost:
         rest = match[2] or ""
         if rest == "" and method == "GET":
             return 200, self._gl_project_json(repo), {}
+        if status := m(r"/statuses/([0-9a-f]{40})|/repository/commits/([0-9a-f]{40})/statuses", rest):
+            sha = status[1] or status[2]
+            if method == "POST" and status[1]:
+                self._require_writer(req, repo)
+                self._require_commit(repo, sha, {"message": "404 References Not Found"}, 404)
+                if data.get("state") not in ("pending", "running", "success", "failed", "canceled"):
+                    raise HTTPError(400, {"error": "state does not have a valid value"})
+                entry = {"id": self._id(), "sha": sha, "status": data["state"], "name": data.get("name") or "default",
+                         "description": data.get("description"), "created_at": _now()}
+                repo.statuses.insert(0, entry)
+                return 201, entry, {}
+            if method == "GET" and status[2]:
+                name = query.get("name")
+                name = name[0] if isinstance(name, list) else name
+                return 200, [s for s in repo.statuses if s["sha"] == sha and (not name or s["name"] == name)], {}
         maintainer = self._admin(repo, user)
         if rest == "/share" and method == "POST":
             if not maintainer:
