@@ -16,6 +16,7 @@ from controllers.api.kustomize import KUSTOMIZATION
 from controllers.notification.notifiers import http
 from servers.capture import capture_server, event_body, post  # noqa: F401
 from servers.git import artifact_storage  # noqa: F401
+from servers.githost import github_host  # noqa: F401
 from servers.objects import MANAGER, apply_secret, apply_source
 from servers.waiting import events, until, wait, wait_event
 
@@ -355,3 +356,21 @@ def test_receiver_bad_filter_and_unsupported_type_stall(notification_controller,
         assert stalled["reason"] == reason and text in stalled["message"]
         assert stalled["message"].startswith("Reconciliation failed terminally due to configuration error")
     assert wait_event(kube, namespace, "gcr", "UnsupportedType", kind="Receiver")["type"] == "Warning"
+
+
+def test_bad_tls_is_a_clear_warning_and_cert_secret_ref_trusts_a_ca(notification_controller, kube, namespace,
+                                                                      github_host):
+    """An HTTPS address whose certificate the system does not trust fails with the TLS error; with
+    ``certSecretRef`` naming the CA the handshake succeeds (the server then answers 404)."""
+    address = f"{github_host.base_url}/hooks/flux"
+    apply_secret(kube, namespace, "hook-ca", {"ca.crt": github_host.ca_pem.decode()})
+    provider(kube, namespace, "untrusted", address=address)
+    provider(kube, namespace, "trusted", address=address, certSecretRef={"name": "hook-ca"})
+    alert(kube, namespace, "to-untrusted", grouping=False, providerRef={"name": "untrusted"})
+    alert(kube, namespace, "to-trusted", grouping=False, providerRef={"name": "trusted"})
+    watched(notification_controller, 2)
+    post(events_url(notification_controller), ks_event(namespace))
+    untrusted = wait_event(kube, namespace, "to-untrusted", "NotificationDispatchFailed", kind="Alert")
+    assert "certificate verify failed" in untrusted["message"], untrusted["message"]
+    trusted = wait_event(kube, namespace, "to-trusted", "NotificationDispatchFailed", kind="Alert")
+    assert "request failed with status code 404" in trusted["message"], trusted["message"]
