@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import ssl
+import unicodedata
 from typing import Callable, Mapping, Protocol
 
 from controllers.notification.event import Event
@@ -77,6 +78,32 @@ def is_commit_status_update(event: Event) -> bool:
     """Flux's ``HasMetadata(commit_status, update)`` on a notification (metadata already combined): an
     event only commit-status providers act on; the others skip it."""
     return event.metadata.get("commit_status") == "update"
+
+
+def split_camelcase(text: str) -> list[str]:
+    """Words of a CamelCase string as Flux splits them (``PDFLoader`` → PDF Loader; digits apart)."""
+    def char_class(char: str) -> int:
+        category = unicodedata.category(char)
+        return {"Ll": 1, "Lu": 2, "Nd": 3}.get(category, 4)
+
+    runs: list[list[str]] = []
+    last = 0
+    for char in text:
+        cls = char_class(char)
+        if cls == last:
+            runs[-1].append(char)
+        else:
+            runs.append([char])
+        last = cls
+    for i in range(len(runs) - 1):
+        if char_class(runs[i][0]) == 2 and char_class(runs[i + 1][0]) == 1:
+            runs[i + 1].insert(0, runs[i].pop())
+    return ["".join(run) for run in runs if run]
+
+
+def name_and_description(event: Event) -> tuple[str, str]:
+    """Flux's ``formatNameAndDescription``: ``kind/name`` and the reason in words, both lower case."""
+    return f"{event.kind}/{event.name}".lower(), " ".join(split_camelcase(event.reason)).lower()
 
 
 def new_notifier(provider_type: str, options: NotifierOptions) -> Notifier:

@@ -26,13 +26,12 @@ import os
 import posixpath
 import re
 import threading
-import unicodedata
 import urllib.parse
 import uuid
 from typing import Any, Mapping
 
 from controllers.notification.event import Event, go_json
-from controllers.notification.notifiers import NotifierError, NotifierOptions
+from controllers.notification.notifiers import NotifierError, NotifierOptions, name_and_description, split_camelcase
 from controllers.notification.notifiers import http
 
 GITHUB_API = "https://api.github.com/"
@@ -55,28 +54,16 @@ def commit_status_from_expr(expr: str, event: Event, alert: Mapping[str, Any], p
     """Evaluate a Provider's ``commitStatusExpr`` over ``event`` (the event's JSON), ``alert`` and ``provider``
     (the objects). As Flux, the expression must be typed string (``event.x`` alone is dyn: refused) and give a
     string; errors carry Flux's messages (the caller adds "failed to create commit status: ")."""
-    from controllers.lib.health import InvalidCELExpression, _cel_env, _cel_error
+    from controllers.lib.health import CELEvaluationError, CelExpression, InvalidCELExpression
 
     prefix = "failed to evaluate the spec.commitStatusExpr CEL expression for the event: "
     try:
-        env = _cel_env(("event", "alert", "provider"))
+        compiled = CelExpression(expr, variables=("event", "alert", "provider"), returns=("string",))
+        result = compiled.evaluate({"event": event.to_json(), "alert": dict(alert), "provider": dict(provider)})
     except InvalidCELExpression as exc:
-        raise NotifierError(prefix + str(exc.message)) from None
-    from cel_expr_python import cel
-
-    try:
-        compiled = env.compile(expr)
-    except RuntimeError as exc:
-        raise NotifierError(f"{prefix}failed to compile expression: failed to parse the CEL expression "
-                            f"'{expr}': {_cel_error(str(exc))}") from None
-    if compiled.return_type() != cel.Type.STRING:
-        raise NotifierError(f"{prefix}failed to compile expression: CEL expression output type mismatch: "
-                            f"expected string, got {compiled.return_type().name().lower()}")
-    value = compiled.eval(data={"event": event.to_json(), "alert": dict(alert), "provider": dict(provider)})
-    if value.type() == cel.Type.ERROR:
-        raise NotifierError(f"{prefix}failed to evaluate the CEL expression '{expr}': "
-                            f"{_cel_error(str(value.value()))}")
-    result = value.plain_value()
+        raise NotifierError(f"{prefix}failed to compile expression: {exc.message}") from None
+    except CELEvaluationError as exc:
+        raise NotifierError(f"{prefix}{exc}") from None
     if not isinstance(result, str):
         raise NotifierError(f"{prefix}failed to evaluate CEL expression as string: '{expr}'")
     return result
@@ -91,32 +78,6 @@ def parse_revision(revision: str) -> str:
     if len(sha.encode()) != 40:
         raise NotifierError(f"failed to extract commit hash from '{revision}' revision")
     return sha
-
-
-def split_camelcase(text: str) -> list[str]:
-    """Words of a CamelCase string as Flux splits them (``PDFLoader`` → PDF Loader; digits apart)."""
-    def char_class(char: str) -> int:
-        category = unicodedata.category(char)
-        return {"Ll": 1, "Lu": 2, "Nd": 3}.get(category, 4)
-
-    runs: list[list[str]] = []
-    last = 0
-    for char in text:
-        cls = char_class(char)
-        if cls == last:
-            runs[-1].append(char)
-        else:
-            runs.append([char])
-        last = cls
-    for i in range(len(runs) - 1):
-        if char_class(runs[i][0]) == 2 and char_class(runs[i + 1][0]) == 1:
-            runs[i + 1].insert(0, runs[i].pop())
-    return ["".join(run) for run in runs if run]
-
-
-def name_and_description(event: Event) -> tuple[str, str]:
-    """Flux's ``formatNameAndDescription``: ``kind/name`` and the reason in words, both lower case."""
-    return f"{event.kind}/{event.name}".lower(), " ".join(split_camelcase(event.reason)).lower()
 
 
 _TRANSPORTS = {"ssh", "git", "git+ssh", "http", "https", "ftp", "ftps", "rsync", "file"}

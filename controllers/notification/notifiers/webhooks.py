@@ -13,7 +13,8 @@ import urllib.parse
 from typing import Any, Callable
 
 from controllers.notification.event import Event, sorted_map
-from controllers.notification.notifiers import NotifierError, NotifierOptions, is_commit_status_update
+from controllers.notification.notifiers import NotifierError, NotifierOptions, is_commit_status_update, \
+    name_and_description
 from controllers.notification.notifiers import http
 
 #: the header naming the controller that recorded the event (Flux's ``NotificationHeader``)
@@ -155,7 +156,7 @@ class _PagerDuty:
     def post(self, event: Event) -> None:
         if is_commit_status_update(event) or event.reason == "Progressing":
             return
-        name, description = f"{event.kind}/{event.name}".lower(), " ".join(split_camel_case(event.reason)).lower()
+        name, description = name_and_description(event)
         summary, source = f"{description}: {name}", "Flux " + event.reporting_controller
         details = {"message": event.message, "metadata": sorted_map(event.metadata) or None}
         alert: dict[str, Any] = {"routing_key": self.options.channel, "event_action": "resolve"}
@@ -225,28 +226,3 @@ def _title(text: str) -> str:
         out.append(char.upper() if start else char.lower())
         start = not char.isalnum() and char != "'"
     return "".join(out)
-
-
-def split_camel_case(text: str) -> list[str]:
-    """Words of a CamelCase reason, as Flux splits them (``HealthCheckFailed`` → Health Check Failed;
-    ``PDFLoader`` → PDF Loader; digits are their own words)."""
-    def char_class(char: str) -> int:
-        if char.islower():
-            return 1
-        if char.isupper():
-            return 2
-        return 3 if char.isdigit() else 4
-
-    runs: list[list[str]] = []
-    last = 0
-    for char in text:
-        cls = char_class(char)
-        if cls == last and runs:
-            runs[-1].append(char)
-        else:
-            runs.append([char])
-        last = cls
-    for i in range(len(runs) - 1):
-        if runs[i][0].isupper() and runs[i + 1][0].islower():
-            runs[i + 1].insert(0, runs[i].pop())
-    return ["".join(run) for run in runs if run]
