@@ -15,6 +15,7 @@ from controllers.notification.notifiers import NotifierError, NotifierOptions, U
 from servers.capture import capture_server  # noqa: F401
 
 SHA = "5394cb7f48332b2de7c17dd8b8384bbc84b7e738"
+VERSION = b"1.4"  # Flux's msAdaptiveCardVersion
 
 
 @pytest.fixture(autouse=True)
@@ -165,3 +166,42 @@ def test_every_chat_notifier_delivers_the_message_and_object(provider_type, capt
     text = request.body.decode()
     assert "Applied" in text and "podinfo" in text, text
     assert request.method in ("POST", "PUT")
+
+
+def test_discord_rocket_matrix_webex_payloads(capture_server):
+    one = {"metadata": {"env": "prod"}}
+    send("discord", capture_server, username="flux", _event=one)
+    send("rocket", capture_server, channel="ops", username="flux", _event={**one, "severity": "error"})
+    send("matrix", capture_server, url=capture_server.url, channel="!room:example.org", token="mx", _event=one)
+    send("webex", capture_server, channel="room-1", token="wx", _event=one)
+    discord, rocket, matrix, webex = capture_server.received()
+    attachment = (b'"attachments":[{"color":"%s","author_name":"kustomization/podinfo.apps","text":"Applied '
+                  b'\\u003crevision\\u003e \\u0026 done","mrkdwn_in":["text"],"fields":[{"title":"env","value":'
+                  b'"prod","short":false}]}]}')
+    assert discord.path == "/hook/slack"
+    assert discord.body == b'{"channel":"","username":"flux","icon_url":"","icon_emoji":"",' + attachment % b"good"
+    assert rocket.body == b'{"channel":"ops","username":"flux","icon_url":"","icon_emoji":"",' + \
+        attachment % b"#FF0000"
+    sent = event(metadata={"env": "prod"})
+    assert matrix.method == "PUT" and matrix.headers["Authorization"] == "Bearer mx"
+    assert matrix.path == ("/_matrix/client/r0/rooms/!room:example.org/send/m.room.message/"
+                           + hashlib.sha1(sent.encode()).hexdigest())
+    assert matrix.body == (b'{"body":"\xf0\x9f\x92\xab kustomization/podinfo.apps\\nApplied \\u003crevision\\u003e '
+                           b'\\u0026 done\\n- env: prod\\n","msgtype":"m.text"}')
+    assert webex.headers["Authorization"] == "Bearer wx"
+    assert webex.json() == {"roomId": "room-1", "markdown": "✅ **kustomization/podinfo.apps**\n"
+                                                           "Applied <revision> & done\n>**env**: prod\n"}
+
+
+def test_msteams_adaptive_card_as_flux_builds_it(capture_server):
+    send("msteams", capture_server, _event={"severity": "error", "metadata": {"env": "prod", "summary": "Cluster"}})
+    (request,) = capture_server.received()
+    text = (b'{"type":"TextBlock","text":"kustomization/podinfo.apps","size":"large","weight":"bolder","wrap":true},'
+            b'{"type":"TextBlock","text":"Applied \\u003crevision\\u003e \\u0026 done","color":"attention",'
+            b'"wrap":true}')
+    facts = b'{"type":"FactSet","facts":[{"title":"summary","value":"Cluster"},{"title":"env","value":"prod"}]}'
+    assert request.body == (
+        b'{"type":"message","attachments":[{"contentType":"application/vnd.microsoft.card.adaptive","content":'
+        b'{"$schema":"http://adaptivecards.io/schemas/adaptive-card.json","type":"AdaptiveCard","version":"'
+        + VERSION + b'","body":[{"type":"Container","items":[' + text + b',' + facts + b']}],"msteams":'
+        b'{"width":"Full"}}}]}')
