@@ -205,3 +205,36 @@ def test_msteams_adaptive_card_as_flux_builds_it(capture_server):
         b'{"$schema":"http://adaptivecards.io/schemas/adaptive-card.json","type":"AdaptiveCard","version":"'
         + VERSION + b'","body":[{"type":"Container","items":[' + text + b',' + facts + b']}],"msteams":'
         b'{"width":"Full"}}}]}')
+
+
+def test_googlechat_card_as_flux_builds_it(capture_server):
+    send("googlechat", capture_server, _event={"severity": "error", "metadata": {"env": "prod"}})
+    (request,) = capture_server.received()
+    assert request.body == (
+        b'{"cards":[{"header":{"title":"kustomization/podinfo.apps","subtitle":"kustomize-controller",'
+        b'"imageUrl":null,"imageStyle":null},"sections":[{"header":"","widgets":[{"textParagraph":{"text":'
+        b'"\\u003cfont color=\\"#ff0000\\"\\u003eApplied \\u003crevision\\u003e \\u0026 done\\u003c/font\\u003e"},'
+        b'"keyValue":null}]},{"header":"","widgets":[{"textParagraph":null,"keyValue":{"topLabel":"env",'
+        b'"content":"prod","contentMultiline":false,"bottomLabel":null,"icon":null}}]}]}]}')
+
+
+def test_lark_card_as_flux_builds_it(capture_server):
+    send("lark", capture_server, _event={"metadata": {"env": "prod"}})
+    (request,) = capture_server.received()
+    assert request.body == (
+        b'{"msg_type":"interactive","card":{"config":{"wide_screen_mode":true},"header":{"title":{"tag":'
+        b'"plain_text","content":"\xf0\x9f\x92\xab kustomization/podinfo.apps"},"template":"turquoise"},'
+        b'"elements":[{"tag":"div","text":{"tag":"lark_md","content":"**Applied \\u003crevision\\u003e \\u0026 '
+        b'done**\\n\\nenv: prod\\n"}}]}}')
+
+
+def test_telegram_markdown_v2_as_flux_builds_it(capture_server, monkeypatch):
+    from controllers.notification.notifiers import chat
+
+    monkeypatch.setattr(chat, "TELEGRAM_API_URL", capture_server.url)
+    send("telegram", capture_server, channel="-100123:7", token="tok", _event={"metadata": {"env": "prod"}})
+    (request,) = capture_server.received()
+    assert request.path == "/bottok/sendMessage"
+    assert request.body == (
+        b'{"chat_id":"-100123","message_thread_id":"7","text":"*\xf0\x9f\x92\xab kustomization/podinfo/apps*\\n'
+        b'Applied \\u003crevision\\\\\\u003e \\u0026 done\\n\\\\- *env*: prod\\n","parse_mode":"MarkdownV2"}')
