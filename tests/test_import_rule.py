@@ -30,6 +30,7 @@ TREE = {
     "controllers/kustomize/__init__.py": "import controllers.lib\n",
     "controllers/helm/__init__.py": "import controllers.lib\n",
     "controllers/notification/__init__.py": "import controllers.lib\n",
+    "controllers/image/__init__.py": "import controllers.lib\n",
     "manifestgen/__init__.py": "import controllers.api\n",
     "bootstrap/__init__.py": "import manifestgen\nimport controllers.lib\n",
     "bootstrap/plan.py": "import bootstrap.repository\nimport bootstrap.ui\n",
@@ -46,6 +47,7 @@ VIOLATIONS = [
     ("controllers.kustomize.bad", "controllers.localcluster.dev"),  # (a) nor the dev cluster
     ("controllers.helm.bad", "controllers.kustomize"),            # (a) the helm-controller too
     ("controllers.notification.bad", "controllers.helm"),         # (a) and the notification-controller
+    ("controllers.image.bad", "controllers.notification"),        # (a) and the image controllers
     ("controllers.lib.bad", "controllers.source"),                # (b) lib imports no controller
     ("controllers.runtime.bad", "controllers.lib"),               # (b) runtime imports no lib
     ("controllers.api.bad", "controllers.runtime"),               # (b) api imports only itself

@@ -19,6 +19,7 @@ import re
 from typing import Callable, Iterable, Mapping
 
 from controllers.api.objects import dig
+from controllers.lib.goregex import InvalidExpression, compile_go
 from controllers.notification.event import (EVENT_GROUP, META_CHECKSUM_KEY, META_COMMIT_KEY, META_DIGEST_KEY,
                                             META_ORIGIN_REVISION_KEY, META_REVISION_KEY, META_TOKEN_KEY,
                                             SEVERITY_INFO, Event)
@@ -66,30 +67,10 @@ def rate_limit_key(event: Event) -> str:
 
 # --- regular expressions (Go RE2) ------------------------------------------------------------------------
 
-class InvalidExpression(ValueError):
-    pass
-
-
-#: constructs Python's ``re`` accepts and RE2 refuses (used only without google-re2)
-_NOT_RE2 = re.compile(r"\(\?[=!<]|\(\?P=|\\[1-9]|[*+?}]\+|\(\?>")
-
-
 @functools.lru_cache(maxsize=1024)
 def compile_re2(expression: str) -> Callable[[str], bool]:
     """A search function for a Go RE2 expression; :class:`InvalidExpression` when Go would refuse it."""
-    try:
-        import re2  # google-re2: the same engine as Go's regexp syntax
-    except ImportError:  # pragma: no cover - google-re2 is a dependency
-        if _NOT_RE2.search(expression):
-            raise InvalidExpression(expression) from None
-        try:
-            return re.compile(expression).search
-        except re.error:
-            raise InvalidExpression(expression) from None
-    try:
-        compiled = re2.compile(expression)
-    except Exception:  # noqa: BLE001 - re2.error and ValueError alike
-        raise InvalidExpression(expression) from None
+    compiled = compile_go(expression)
     return lambda text: compiled.search(text) is not None
 
 
