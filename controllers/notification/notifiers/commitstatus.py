@@ -17,6 +17,7 @@ As in Flux, the Secret's ``headers`` are not sent, and only Gitea uses the Provi
 """
 from __future__ import annotations
 
+import abc
 import base64
 import dataclasses
 import hashlib
@@ -167,7 +168,7 @@ def _without_proxy(options: NotifierOptions, tls: bool = True) -> NotifierOption
     return dataclasses.replace(options, proxy_url="", tls=options.tls if tls else None)
 
 
-class _Notifier:
+class _Notifier(abc.ABC):
     """The shared flow: skip Progressing (or ``pending``), find the commit and the state, then :meth:`send`."""
 
     service = ""
@@ -204,8 +205,9 @@ class _Notifier:
         except NotifierError as exc:
             raise NotifierError(f"{failure}{exc}") from None
 
-    def send(self, event: Event, sha: str, state: str) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def send(self, event: Event, sha: str, state: str) -> None:
+        """Set the status ``state`` on commit ``sha`` (each service's API)."""
 
 
 # ---------------------------------------------------------------------------------------------- GitHub
