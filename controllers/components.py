@@ -47,6 +47,9 @@ _COMPONENT_SETTINGS: dict[str, dict[str, Any]] = {
     "notification-controller": {"reconcilers": ("controllers.notification.reconciler:new_reconciler",),
                                 "add_arguments": "controllers.notification.reconciler:add_arguments",
                                 "receives_events": True},
+    "image-reflector-controller": {"reconcilers": ("controllers.image.reflector:new_repository_reconciler",
+                                                   "controllers.image.reflector:new_policy_reconciler"),
+                                   "add_arguments": "controllers.image.reflector:add_arguments"},
     "source-watcher": {"concurrent": 10, "reconcilers": ("controllers.source.generator:new_reconciler",),
                        "add_arguments": "controllers.source.generator:add_arguments"},
 }

@@ -1,4 +1,5 @@
 """Image automation (``image.toolkit.fluxcd.io/v1``): the image-reflector and image-automation controllers.
 
-So far: :mod:`.policy`, the tag selection of ImagePolicies (semver, alphabetical, numerical, filterTags).
+:mod:`.policy` selects tags (semver, alphabetical, numerical, filterTags); :mod:`.tags` is the tag database;
+:mod:`.reflector` is the image-reflector-controller (ImageRepository, ImagePolicy).
 """

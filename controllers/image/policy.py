@@ -105,11 +105,12 @@ class Policy:
         return kept
 
     def latest(self, tags: list[str]) -> str:
-        """The chosen tag (as the registry lists it)."""
+        """The chosen tag (as the registry lists it); the tags are considered in the order given (the
+        database keeps them newest first, so a numerical policy names the first non-numeric tag as Flux)."""
         kept = self.filter(list(tags))
         if not kept:
             raise PolicyError("version list argument cannot be empty")
-        return kept[self._choose(sorted(kept))]
+        return kept[self._choose(list(kept))]
 
 
 def go_parse_float(text: str) -> float | None:

@@ -18,6 +18,19 @@ def default_state_dir() -> Path:
     return Path(base, "fluxpy", "dev").absolute()
 
 
+def in_pod() -> bool:
+    """Whether this process runs in a Kubernetes Pod (a mounted service-account token and the service env)."""
+    from controllers.runtime.kube import SERVICE_ACCOUNT_DIR
+
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(f"{SERVICE_ACCOUNT_DIR}/token")
+
+
+def state_path(component: str, pod_path: str = "/data") -> Path:
+    """Where a component keeps its files by default: ``pod_path`` in a Pod, else
+    ``<state dir>/storage/<component>``."""
+    return Path(pod_path) if in_pod() else default_state_dir() / "storage" / component
+
+
 @dataclasses.dataclass
 class ControllerSettings:
     """How each controller queues and paces its reconciliations."""

@@ -31,7 +31,8 @@ from controllers.api.objects import dig
 from controllers.runtime import conditions as cond
 from controllers.runtime.conditions import Conditions
 from controllers.runtime.controller import Reconciler
-from controllers.runtime.kube import KubeClient, KubeError, SERVICE_ACCOUNT_DIR
+from controllers.runtime.kube import KubeClient, KubeError
+from controllers.runtime.settings import in_pod
 from controllers.runtime.outcomes import ReconcileError, RetryableError, StalledError, Success, Waiting
 from controllers.source.storage import RETENTION_RECORDS, RETENTION_TTL, ArtifactServer, Storage
 
@@ -280,11 +281,6 @@ class SourceReconciler(Reconciler):
 
 
 # --- process flags ----------------------------------------------------------------------------------------
-
-def in_pod() -> bool:
-    """Whether this process runs in a Kubernetes Pod (a mounted service-account token and the service env)."""
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(f"{SERVICE_ACCOUNT_DIR}/token")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The source-controller's storage flags (Flux's names; environment variables as Flux reads them)."""

@@ -13,7 +13,8 @@ As Flux's source-controller:
    annotations become ``status.artifact.metadata``.
 
 Credentials: ``spec.secretRef`` and the image pull secrets of ``spec.serviceAccountName`` (Docker config
-JSON, as Kubernetes image pull secrets); TLS from ``spec.certSecretRef``; ``spec.insecure`` allows plain HTTP
+JSON, as Kubernetes image pull secrets); TLS from ``spec.certSecretRef``; an HTTP CONNECT proxy from
+``spec.proxySecretRef`` (``address``, ``username``, ``password``); ``spec.insecure`` allows plain HTTP
 and skips certificate verification; ``spec.timeout`` bounds all remote operations. Failures set FetchFailed
 (AuthenticationFailed, URLInvalid, ReadOperationFailed, OCIArtifactPullFailed,
 OCIArtifactLayerOperationFailed) or StorageOperationFailed with Flux's messages, and keep the last artifact.
@@ -27,15 +28,14 @@ import re
 import shutil
 from pathlib import Path
 
-from controllers.api.builtin import SERVICE_ACCOUNT
 from controllers.api.objects import dig
 from controllers.api.source import OCI_REPOSITORY
 from controllers.runtime import conditions as cond
 from controllers.runtime.controller import ReconcileContext
-from controllers.runtime.kube import KubeError
 from controllers.runtime.outcomes import ReconcileError, Success
 from controllers.lib import credentials
 from controllers.lib.oci import artifact as oci_artifact
+from controllers.lib.oci import pullsecrets
 from controllers.lib.oci import registry as oci_registry
 from controllers.source import common
 from controllers.lib.ignore import source_filter
@@ -92,11 +92,6 @@ def select_tag(tags: list[str], constraint: str, tag_filter: str = "", media_typ
     return best[1]
 
 
-def docker_config_of(data: dict[str, bytes]) -> bytes | None:
-    """The Docker config JSON of an image pull secret (``.dockerconfigjson`` or the old ``.dockercfg``)."""
-    return data.get(".dockerconfigjson") or data.get(".dockercfg")
-
-
 class OCIRepositoryReconciler(common.SourceReconciler):
     """Reconciles OCIRepositories (see the module docstring)."""
 
@@ -127,24 +122,26 @@ class OCIRepositoryReconciler(common.SourceReconciler):
         if cond.is_false(obj, common.SOURCE_VERIFIED):
             cond.delete(obj, common.SOURCE_VERIFIED)
         spec, url = obj["spec"], obj["spec"]["url"]
-        credentials = self._credentials(ctx, obj)
+        creds = self._credentials(ctx, obj)
         ssl_context = self._ssl_context(ctx, obj)
         provider = spec.get("provider") or "generic"
-        if provider != "generic" and credentials is None:
+        if provider != "generic" and creds is None:
             raise common.fail(obj, common.FETCH_FAILED, common.AUTHENTICATION_FAILED,
                               f"failed to get credential from {provider}: cloud workload identity is not "
                               "supported by fluxpy; use the 'generic' provider with spec.secretRef")
-        if spec.get("proxySecretRef"):
+        try:
+            proxy = pullsecrets.proxy_address(ctx.kube, obj["metadata"]["namespace"],
+                                              dig(obj, "spec.proxySecretRef.name") or "")
+        except credentials.SecretError as exc:
             raise common.fail(obj, common.FETCH_FAILED, common.AUTHENTICATION_FAILED,
-                              "failed to get proxy address: spec.proxySecretRef is not supported by fluxpy",
-                              stalled=True)
+                              f"failed to get proxy address: {exc}") from None
         try:
             repository = oci_registry.parse_repository_url(url)
         except OCIError as exc:
             raise common.fail(obj, common.FETCH_FAILED, common.URL_INVALID,
                               f"URL validation failed for '{url}': {exc}", stalled=True) from None
-        client = RegistryClient(repository.registry, credentials=credentials, insecure=bool(spec.get("insecure")),
-                                ssl_context=ssl_context, timeout=common.timeout_of(obj))
+        client = RegistryClient(repository.registry, credentials=creds, insecure=bool(spec.get("insecure")),
+                                ssl_context=ssl_context, timeout=common.timeout_of(obj), proxy=proxy)
         with contextlib.closing(client):
             ref = self._artifact_ref(obj, client, repository)
             revision = self._revision(obj, client, ref)
@@ -163,48 +160,24 @@ class OCIRepositoryReconciler(common.SourceReconciler):
     def _credentials(self, ctx: ReconcileContext, obj: dict) -> oci_registry.Credentials | None:
         """Basic credentials from the pull secrets (``secretRef``, then the service account's) for the URL's
         registry; AuthenticationFailed when a secret cannot be read."""
-        spec, ns = obj["spec"], obj["metadata"]["namespace"]
-        names = [spec["secretRef"]["name"]] if spec.get("secretRef") else []
+        spec = obj["spec"]
         try:
-            if spec.get("serviceAccountName"):
-                try:
-                    account = ctx.kube.get(SERVICE_ACCOUNT, spec["serviceAccountName"], ns)
-                except KubeError as exc:
-                    raise credentials.SecretError(f"failed to get service account '{ns}/{spec['serviceAccountName']}': "
-                                             f"{exc.message}") from None
-                names += [s["name"] for s in account.get("imagePullSecrets") or [] if s.get("name")]
-            if not names:
-                return None
-            try:
-                ref = oci_registry.parse_repository_url(spec["url"])
-            except OCIError:
-                return None  # the URL is reported invalid next
-            for name in names:
-                config = docker_config_of(credentials.get_secret(ctx.kube, ns, name))
-                if config is None:
-                    continue  # not an image pull secret: ignored, as Kubernetes' keychain does
-                try:
-                    found = oci_registry.credentials_from_docker_config(config, ref)
-                except ValueError as exc:
-                    raise credentials.SecretError(f"{exc} in secret '{ns}/{name}'") from None
-                if found is not None:
-                    return found
-            return None
+            ref = oci_registry.parse_repository_url(spec["url"])
+        except OCIError:
+            return None  # the URL is reported invalid next
+        try:
+            return pullsecrets.registry_credentials(ctx.kube, obj["metadata"]["namespace"], ref,
+                                                    secret_name=dig(obj, "spec.secretRef.name") or "",
+                                                    service_account=spec.get("serviceAccountName") or "")
         except credentials.SecretError as exc:
             raise common.fail(obj, common.FETCH_FAILED, common.AUTHENTICATION_FAILED,
                               f"failed to get credential: {exc}") from None
 
     def _ssl_context(self, ctx: ReconcileContext, obj: dict):
         """The TLS context of ``certSecretRef`` (None: system CAs, or no verification when ``insecure``)."""
-        ref = dig(obj, "spec.certSecretRef.name")
-        if not ref:
-            return None
-        ns = obj["metadata"]["namespace"]
         try:
-            tls = credentials.TLSMaterial.from_secret(credentials.get_secret(ctx.kube, ns, ref), ref)
-            if tls is None:
-                raise credentials.SecretError(f"secret '{ns}/{ref}' must contain 'ca.crt' or 'tls.crt' and 'tls.key'")
-            return tls.ssl_context()
+            return pullsecrets.tls_context(ctx.kube, obj["metadata"]["namespace"],
+                                           dig(obj, "spec.certSecretRef.name") or "")
         except credentials.SecretError as exc:
             raise common.fail(obj, common.FETCH_FAILED, common.AUTHENTICATION_FAILED,
                               f"failed to generate transport for '{obj['spec']['url']}': {exc}") from None

@@ -108,6 +108,25 @@ class Registry:
                 return oci_artifact.push_artifact(client, oci_registry.Reference(self.host, repository, tag), layer,
                                                   annotations)
 
+    def tag(self, repository: str, source: str, tags, *, workers: int = 8) -> None:
+        """Put the manifest of ``repository:source`` under each of ``tags`` too (no blobs move: fast)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from controllers.lib.oci import registry as oci_registry
+
+        with self.client() as client:
+            manifest = client.get_manifest(oci_registry.Reference(self.host, repository, source))
+        tags = list(tags)
+
+        def put(chunk: list[str]) -> None:
+            with self.client(timeout=120) as client:
+                for tag in chunk:
+                    client.put_manifest(oci_registry.Reference(self.host, repository, tag), manifest.raw,
+                                        manifest.media_type)
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(put, [tags[i::workers] for i in range(workers)]))
+
     def start(self, timeout: float = START_TIMEOUT) -> "Registry":
         if not Path(BINARY).exists():
             pytest.skip(f"{BINARY} is not installed (Debian package docker-registry)")

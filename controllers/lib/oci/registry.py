@@ -431,8 +431,9 @@ class RegistryClient:
 
     def __init__(self, registry: str, *, credentials: Credentials | None = None, insecure: bool = False,
                  ssl_context: ssl.SSLContext | None = None, timeout: float | None = 60.0,
-                 user_agent: str = USER_AGENT):
+                 user_agent: str = USER_AGENT, proxy: str = ""):
         self.registry = registry
+        self._proxy = _parse_proxy(proxy) if proxy else None
         self.credentials = credentials
         self.insecure = insecure
         self.user_agent = user_agent
@@ -474,10 +475,13 @@ class RegistryClient:
         conn = self._conns.get(key)
         if conn is None:
             timeout = self._remaining()
+            address = f"{self._proxy[0]}:{self._proxy[1]}" if self._proxy else netloc
             if scheme == "https":
-                conn = http.client.HTTPSConnection(netloc, timeout=timeout, context=self._ssl)
+                conn = http.client.HTTPSConnection(address, timeout=timeout, context=self._ssl)
             else:
-                conn = http.client.HTTPConnection(netloc, timeout=timeout)
+                conn = http.client.HTTPConnection(address, timeout=timeout)
+            if self._proxy:  # every request goes through a CONNECT tunnel, as Go's transport does for https
+                conn.set_tunnel(netloc, headers=self._proxy[2])
             self._conns[key] = conn
         return conn
 
@@ -782,6 +786,24 @@ class RegistryClient:
         return tags
 
 
+def _parse_proxy(url: str) -> tuple[str, int, dict[str, str]]:
+    """``http://[user:password@]host:port`` → (host, port, the CONNECT headers)."""
+    parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidReference(f"invalid proxy URL: {redact_userinfo(url)}")
+    headers = {}
+    if parts.username:
+        token = base64.b64encode(f"{urllib.parse.unquote(parts.username)}:"
+                                 f"{urllib.parse.unquote(parts.password or '')}".encode()).decode()
+        headers["Proxy-Authorization"] = f"Basic {token}"
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), headers
+
+
+def redact_userinfo(url: str) -> str:
+    """A URL without its ``user:password@`` part."""
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
 class HashingWriter:
     def __init__(self, target: BinaryIO):
         self.target, self.hash, self.size = target, hashlib.sha256(), 0
@@ -806,7 +828,8 @@ def _go_detail(detail: Any) -> str:
 
 
 def client_for(ref: Reference, *, credentials: Credentials | None = None, insecure: bool = False,
-               ssl_context: ssl.SSLContext | None = None, timeout: float | None = 60.0) -> RegistryClient:
+               ssl_context: ssl.SSLContext | None = None, timeout: float | None = 60.0,
+               proxy: str = "") -> RegistryClient:
     """A RegistryClient for ``ref``'s registry."""
     return RegistryClient(ref.registry, credentials=credentials, insecure=insecure, ssl_context=ssl_context,
-                          timeout=timeout)
+                          timeout=timeout, proxy=proxy)

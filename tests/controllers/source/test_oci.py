@@ -218,6 +218,26 @@ def test_tls_registry_insecure_and_cert_secret_ref(kube, namespace, registry_tls
         assert obj["status"]["artifact"]["revision"] == f"v1@{digest}"
 
 
+def test_proxy_secret_ref_tunnels_through_the_proxy(kube, namespace, registry, oci_controller):
+    from servers.kubeconfigs import ConnectProxy
+
+    proxy = ConnectProxy()
+    try:
+        repository = registry.new_repository()
+        registry.push(repository, "v1", {"a.yaml": "a: 1\n"})
+        apply_secret(kube, namespace, "proxy", {"address": proxy.url})
+        apply_repo(kube, namespace, "proxied", registry.url(repository), ref={"tag": "v1"},
+                   proxySecretRef={"name": "proxy"})
+        wait(kube, namespace, "proxied", ready_with("True"), "pulled through the proxy")
+        assert registry.host in proxy.tunnels
+        apply_repo(kube, namespace, "no-address", registry.url(repository), proxySecretRef={"name": "absent"})
+        failed = wait(kube, namespace, "no-address", ready_with("False", "AuthenticationFailed"), "missing proxy")
+        assert find_condition(failed, "Ready")["message"].startswith(
+            f"failed to get proxy address: failed to get secret '{namespace}/absent'")
+    finally:
+        proxy.close()
+
+
 @pytest.mark.parametrize("case", ["dotdot", "absolute", "escaping-symlink"])
 def test_unsafe_layers_are_rejected_and_the_last_artifact_kept(kube, namespace, registry, oci_controller, storage,
                                                                case):
