@@ -1,7 +1,7 @@
 """The repository side of bootstrap, with GitPython: clone one branch, write files, commit (optionally
 GPG-signed), push — and say clearly what failed.
 
-Credentials reach git the way the source-controller passes them (``controllers.source.git_client.GitAuth``:
+Credentials reach git the way the source-controller passes them (``controllers.lib.git_client.GitAuth``:
 environment and 0600 files in a private directory, never the command line), so a URL and credentials that
 work here work for the GitRepository and the other way round. Without a private key an SSH URL uses the
 user's own SSH set-up (agent, ``~/.ssh``), as ``flux bootstrap git`` does.

@@ -50,6 +50,8 @@ _COMPONENT_SETTINGS: dict[str, dict[str, Any]] = {
     "image-reflector-controller": {"reconcilers": ("controllers.image.reflector:new_repository_reconciler",
                                                    "controllers.image.reflector:new_policy_reconciler"),
                                    "add_arguments": "controllers.image.reflector:add_arguments"},
+    "image-automation-controller": {"reconcilers": ("controllers.image.automation:new_reconciler",),
+                                    "add_arguments": "controllers.image.automation:add_arguments"},
     "source-watcher": {"concurrent": 10, "reconcilers": ("controllers.source.generator:new_reconciler",),
                        "add_arguments": "controllers.source.generator:add_arguments"},
 }

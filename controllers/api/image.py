@@ -156,6 +156,11 @@ IMAGE_UPDATE_AUTOMATION = Kind(
                                secretRef=local_ref("Secret with 'git.asc' (and 'passphrase').", required=True)),
                 messageTemplate=Str("Go template of the commit message."),
                 messageTemplateValues=Map(Str(), "Extra values for the message template."),
+                batchWindow=Duration("fluxpy: hold changes this long after the first one, then commit them "
+                                     "together."),
+                trailers=Bool("fluxpy: end the message with Image-Automation, Image-Policy and Image-Update "
+                              "trailers.", default=True),
+                coAuthors=Arr(Str(), "fluxpy: 'Name <email>' of each Co-authored-by trailer."),
             ),
             push=obj(
                 "Where to push; the checked out branch when absent.",
@@ -181,6 +186,7 @@ IMAGE_UPDATE_AUTOMATION = Kind(
         observedPolicies=Map(_image_ref("An image selected by a policy."),
                              "The images of the last run, by policy name."),
         observedSourceRevision=Str("Source revision of the last run."),
+        pendingUpdatesSince=Time("fluxpy: when the first change of the batch being held was found."),
     ).schema,
     printer_columns=(
         *ready_columns(),

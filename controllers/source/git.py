@@ -6,7 +6,7 @@ One reconciliation, in Flux's order:
 2. source: ``spec.url`` parsed (unparsable: Stalled, ``URLInvalid``), credentials read from
    ``spec.secretRef`` (``AuthenticationFailed`` when missing or invalid), the included GitRepositories'
    artifacts looked up (``IncludeUnavailable``, retried like a dependency), then the reference resolved and
-   checked out (:mod:`controllers.source.git_client`; ``GitOperationFailed``, or ``AuthenticationFailed``
+   checked out (:mod:`controllers.lib.git_client`; ``GitOperationFailed``, or ``AuthenticationFailed``
    when the server refused the credentials). When the remote still points at the stored revision and
    nothing that shapes the content changed (ignore, include, submodules, sparse checkout, verification),
    the reconciliation ends there: no clone, no new artifact;
@@ -43,7 +43,7 @@ from controllers.source.common import (ARTIFACT_IN_STORAGE, AUTHENTICATION_FAILE
                                        STORAGE_OPERATION_FAILED, SourceReconciler, fail)
 from controllers.lib.credentials import SecretError
 from controllers.lib.gitauth import AuthOptionsError, GitAuth, redact_url
-from controllers.source.git_client import CheckoutOptions, Commit, GitClient, GitError, verify_signature
+from controllers.lib.git_client import CheckoutOptions, Commit, GitClient, GitError, verify_signature
 from controllers.lib.ignore import source_filter
 from controllers.lib.archive import UnsafeArchive, extract_tarball, secure_join
 

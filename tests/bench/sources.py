@@ -177,7 +177,7 @@ def bench_ready(kube, plane, server, workdir: Path, size: int, concurrent: int, 
 
 def bench_big_repo(kube, plane, server, workdir: Path, files: int) -> None:
     from controllers.lib.gitauth import GitAuth
-    from controllers.source.git_client import CheckoutOptions, GitClient
+    from controllers.lib.git_client import CheckoutOptions, GitClient
     from controllers.lib.ignore import source_filter
     from controllers.source.storage import Storage
 

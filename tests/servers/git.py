@@ -146,6 +146,26 @@ class Repo:
     def head(self, branch: str | None = None) -> str:
         return git("rev-parse", f"refs/heads/{branch or self.default_branch}", cwd=self.bare).strip()
 
+    def allow_push(self) -> "Repo":
+        """Accept pushes over smart HTTP too (git http-backend refuses them by default)."""
+        git("config", "http.receivepack", "true", cwd=self.bare)
+        return self
+
+    def hook(self, name: str, script: str) -> None:
+        """Install a server-side hook (``pre-receive``, ``update``…) written as a shell script."""
+        path = self.bare / "hooks" / name
+        path.write_text("#!/bin/sh\n" + script)
+        path.chmod(0o755)
+
+    def show(self, ref: str, path: str) -> str:
+        """The content of ``path`` at ``ref`` in the bare repository."""
+        return git("show", f"{ref}:{path}", cwd=self.bare)
+
+    def message(self, ref: str = "HEAD") -> str:
+        """The exact message of the commit at ``ref`` (as stored, after the headers)."""
+        raw = git("cat-file", "commit", ref, cwd=self.bare)
+        return raw.split("\n\n", 1)[1] if "\n\n" in raw else ""
+
     def ref(self, name: str) -> str:
         return git("rev-parse", name, cwd=self.bare).strip()
 

@@ -9,7 +9,7 @@ import pytest
 from controllers.source.git import (content_config_changed, includes_differ, parse_url_error, requires_verification,
                                     resolve_symlinks, verification_mode)
 from controllers.lib.gitauth import AuthOptionsError, GitAuth, redact_url
-from controllers.source.git_client import Commit
+from controllers.lib.git_client import Commit
 
 HASH = "0123456789abcdef0123456789abcdef01234567"
 
