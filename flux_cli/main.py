@@ -17,7 +17,7 @@ def _register() -> None:
     from flux_cli.commands import (check, completion, create, debug, dev, events, get, install, lifecycle,  # noqa: F401
                                    logs, trace, version, why)
     from flux_cli.commands import artifact, bootstrap_git, bootstrap_github, bootstrap_gitlab, build, envsubst  # noqa: F401
-    from flux_cli.commands import (create_helmrelease, create_kustomization, create_notification, diff,  # noqa: F401
+    from flux_cli.commands import (create_helmrelease, create_image, create_kustomization, create_notification, diff,  # noqa: F401
                                    helmrelease_preview, migrate, tree)
     from flux_cli.commands import (create_secret_git, create_secret_helm, create_secret_oci,  # noqa: F401
                                    create_secret_tls, create_source_bucket, create_source_chart,

@@ -265,7 +265,6 @@ HELM_RELEASE = Kind(
     source_resolver=release_source,
     revision=_CHART_VERSION,
     columns=(meta.source_column("spec.chartRef", "spec.chart.spec.sourceRef"), _CHART_VERSION, meta.SUSPENDED_COLUMN),
-    revision_verb="applied",
     controller="helm-controller",
 )
 

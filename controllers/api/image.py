@@ -64,7 +64,7 @@ IMAGE_REPOSITORY = Kind(
     ),
     cli_names=("image repository", "images repository", "imagerepository", "imagerepositories",
                "imgrepo", "imagerepo"),
-    cli_group="images", revision=Column("TAGS", ("status.lastScanResult.tagCount",)), revision_verb="fetched",
+    cli_group="images", revision=Column("TAGS", ("status.lastScanResult.tagCount",)), reconciled="scan fetched {revision} tags",
     columns=(Column("LAST SCAN", ("status.lastScanResult.scanTime",)), meta.SUSPENDED_COLUMN),
     controller=REFLECTOR,
 )
@@ -123,7 +123,7 @@ IMAGE_POLICY = Kind(
     cli_names=("image policy", "images policy", "imagepolicy", "imagepolicies", "imgpol", "imagepol"),
     cli_group="images", source_ref_path="spec.imageRepositoryRef", revision=Column("IMAGE", ("status.latestRef",), "image"),
     columns=(Column("IMAGE", ("status.latestRef.name",)), Column("TAG", ("status.latestRef.tag",))),
-    revision_verb="selected", controller=REFLECTOR,
+    reconciled="selected ref {revision}", controller=REFLECTOR,
 )
 IMAGE_UPDATE_AUTOMATION = Kind(
     group=meta.IMAGE_GROUP, version="v1", kind="ImageUpdateAutomation", plural="imageupdateautomations",
@@ -159,7 +159,7 @@ IMAGE_UPDATE_AUTOMATION = Kind(
                 batchWindow=Duration("fluxpy: hold changes this long after the first one, then commit them "
                                      "together."),
                 trailers=Bool("fluxpy: end the message with Image-Automation, Image-Policy and Image-Update "
-                              "trailers.", default=True),
+                              "trailers (true when unset; the schema sets no default)."),
                 coAuthors=Arr(Str(), "fluxpy: 'Name <email>' of each Co-authored-by trailer."),
             ),
             push=obj(
@@ -197,7 +197,7 @@ IMAGE_UPDATE_AUTOMATION = Kind(
                "imgupd", "imgauto"),
     cli_group="images", source_ref_path="spec.sourceRef", revision=Column("COMMIT", ("status.lastPushCommit",)),
     columns=(Column("LAST RUN", ("status.lastAutomationRunTime",)), meta.SUSPENDED_COLUMN),
-    revision_verb="pushed", controller=AUTOMATION,
+    reconciled="{message}", controller=AUTOMATION,
 )
 
 # v1beta2, still served by Flux 2.7 (deprecated), with the same fields as v1.

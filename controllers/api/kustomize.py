@@ -92,7 +92,7 @@ KUSTOMIZATION = Kind(
     ).schema,
     printer_columns=(age_column(), *ready_columns()),
     cli_names=("kustomization", "kustomizations", "ks"),
-    source_ref_path="spec.sourceRef", revision=Column("REVISION", ("status.lastAppliedRevision",)), revision_verb="applied",
+    source_ref_path="spec.sourceRef", revision=Column("REVISION", ("status.lastAppliedRevision",)),
     columns=(meta.source_column("spec.sourceRef"), Column("REVISION", ("status.lastAppliedRevision",), "hex"),
              meta.SUSPENDED_COLUMN),
     truncate_message=True,

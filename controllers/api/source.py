@@ -62,7 +62,7 @@ def _source_kind(kind: str, plural: str, cli_word: str, short_names: tuple[str, 
     return Kind(group=meta.SOURCE_GROUP, version=VERSION, kind=kind, plural=plural, singular=singular,
                 short_names=short_names,
                 cli_names=(f"source {cli_word}", f"sources {cli_word}", singular, plural, *short_names),
-                cli_group="sources", revision=meta.ARTIFACT_REVISION, revision_verb="fetched",
+                cli_group="sources", revision=meta.ARTIFACT_REVISION, reconciled="fetched revision {revision}",
                 controller=SOURCE_CONTROLLER, **{**_SOURCE_LISTING, **fields})
 
 
@@ -350,7 +350,7 @@ ARTIFACT_GENERATOR = Kind(
     cli_names=("artifact generator", "artifact generators", "artifacts generator", "artifacts generators",
                "artifactgenerator", "artifactgenerators", "ag"),
     cli_group="", suspendable=False, reconcilable=True,
-    revision=Column("REVISION", ("status.observedSourcesDigest",)), revision_verb="built",
+    revision=Column("REVISION", ("status.observedSourcesDigest",)), reconciled="built revision {revision}",
     columns=(Column("SUSPENDED", ('metadata.annotations["source.extensions.fluxcd.io/reconcile"]',), "disabled"),),
     controller=SOURCE_WATCHER,
 )

@@ -175,7 +175,7 @@ class Kind(ResourceType):
     #: the object's source as ``{kind, name[, namespace, apiVersion, relation]}`` when ``source_ref_path``
     #: cannot say it (a HelmRelease's chartRef or generated HelmChart); None: read ``source_ref_path``.
     source_resolver: Callable[[dict], dict | None] | None = dataclasses.field(default=None, compare=False)
-    #: what ``reconcile`` reports after "<revision_verb> revision" (e.g. status.artifact.revision).
+    #: what ``reconcile`` reports in :attr:`reconciled` (e.g. status.artifact.revision).
     revision: Column | None = None
     #: the columns ``get`` prints between NAME and READY/MESSAGE, as flux's ``get`` for the kind.
     columns: tuple[Column, ...] = ()
@@ -185,8 +185,10 @@ class Kind(ResourceType):
     #: with ``static_ready_when`` ``(path, value)`` only for objects that have that value there.
     static_ready: str = ""
     static_ready_when: tuple[str, str] | None = None
-    #: the verb ``reconcile`` prints with the revision: "fetched" for sources, "applied" for appliers.
-    revision_verb: str = "applied"
+    #: the line ``reconcile``/``create`` print once the object is Ready, formatted with ``revision`` (the
+    #: kind's :attr:`revision`) and ``message`` (the Ready message): "fetched revision {revision}" for
+    #: sources, "scan fetched {revision} tags" for an ImageRepository, as flux words them.
+    reconciled: str = "applied revision {revision}"
     #: dotted paths to the interval after which the controller retries a failed object, first one set wins
     #: (e.g. Kustomization: spec.retryInterval, then spec.interval); () means exponential backoff.
     retry_interval_paths: tuple[str, ...] = ()

@@ -48,3 +48,18 @@ def go_expand(template: str, match: Any) -> str:
             return ""
 
     return _EXPAND.sub(lambda m: "$" if m.group(1) == "$" else group(m.group(2) or m.group(3)), template)
+
+
+def expand_group_names(template: str) -> list[str] | None:
+    """The named (not numbered) groups an :func:`go_expand` template refers to, or None when a ``$`` starts
+    no reference (flux's ``--filter-extract is malformed``)."""
+    names, at = [], 0
+    while (at := template.find("$", at)) >= 0:
+        ref = _EXPAND.match(template, at)
+        if not ref:
+            return None
+        name = ref.group(2) or ref.group(3)
+        if name and not (name.isdigit() and (name == "0" or not name.startswith("0"))):
+            names.append(name)
+        at = ref.end()
+    return names

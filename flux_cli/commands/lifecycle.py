@@ -57,12 +57,14 @@ def _existing(a: App, kind: "Kind", name: str, ns: str | None) -> dict:
 
 
 def report_ready(a: App, kind: "Kind", obj: dict) -> None:
-    """Print flux's closing line for a Ready object: '✔ applied revision …' / '✔ fetched revision …'."""
-    from controllers.api.kinds import revision_of
+    """Print flux's closing line for a Ready object (the kind's :attr:`~controllers.api.types.Kind.reconciled`:
+    '✔ applied revision …', '✔ fetched revision …', '✔ selected ref …'); nothing when there is nothing to say."""
+    from controllers.api.kinds import ready_of, revision_of
 
     revision = revision_of(kind, obj)
-    if revision:
-        a.terminal.success(f"{kind.revision_verb} revision {revision}")
+    message = ready_of(kind, obj)[1] if "{message}" in kind.reconciled else ""
+    if revision or message:
+        a.terminal.success(kind.reconciled.format(revision=revision, message=message))
 
 
 def reconcile_and_wait(a: App, kind: "Kind", name: str, ns: str | None, also: tuple[str, ...] = ()) -> dict:

@@ -138,6 +138,17 @@ CREATE = {
               "--event-source=Kustomization/flux-system,GitRepository/*.apps", "--label=team=platform"],
     "receiver": ["create", "receiver", "github-receiver", "--type=github", "--event=ping", "--event=push",
                  "--secret-ref=webhook-token", "--resource=GitRepository/webapp,HelmRepository/webapp"],
+    "image-repository": ["create", "image", "repository", "podinfo", "--image=ghcr.io/stefanprodan/podinfo",
+                         "--interval=10m", "--secret-ref=ghcr-auth", "--cert-ref=ghcr-ca", "--scan-timeout=30s"],
+    "image-policy": ["create", "image", "policy", "podinfo", "--image-ref=podinfo", "--select-numeric=asc",
+                     "--filter-regex=^main-[a-f0-9]+-(?P<ts>[0-9]+)", "--filter-extract=$ts"],
+    "image-policy-digest": ["create", "image", "policy", "podinfo-semver", "--image-ref=podinfo", "--interval=10m",
+                            "--reflect-digest=Always", "--select-semver=5.0.x"],
+    "image-update": ["create", "image", "update", "flux-system", "--git-repo-ref=flux-system",
+                     "--git-repo-namespace=flux-system", "--git-repo-path=./clusters/my-cluster",
+                     "--checkout-branch=main", "--push-branch=image-updates", "--author-name=flux",
+                     "--author-email=flux@example.com",
+                     "--commit-template={{range .Updated.Images}}{{println .}}{{end}}"],
 }
 
 

@@ -134,8 +134,8 @@ def test_reconcile_waits_for_the_controller(fluxpy, kubeconfig, kube, flux_crds,
     assert len(controller.handled) == 1
     obj = kube.get(kind, "demo", namespace)
     assert dig(obj, "status.lastHandledReconcileAt") == obj["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"]
-    if kind.revision and kind.revision.value(obj) == revision:
-        assert f"{kind.revision_verb} revision {revision}" in res.stderr
+    if kind.revision and kind.revision.value(obj) == revision and "{message}" not in kind.reconciled:
+        assert kind.reconciled.format(revision=revision) in res.stderr
     assert "reconciliation completed" in res.stderr
 
 

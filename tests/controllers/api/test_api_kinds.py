@@ -131,28 +131,29 @@ def test_components():
         kinds_of_component("nope-controller")
 
 
-@pytest.mark.parametrize("name,suspendable,reconcilable,source_ref,revision,verb", [
-    ("source git", True, True, "", "status.artifact.revision", "fetched"),
-    ("source oci", True, True, "", "status.artifact.revision", "fetched"),
-    ("source helm", True, True, "", "status.artifact.revision", "fetched"),
-    ("source chart", True, True, "spec.sourceRef", "status.artifact.revision", "fetched"),
-    ("source bucket", True, True, "", "status.artifact.revision", "fetched"),
-    ("source external", False, False, "", "status.artifact.revision", "fetched"),
-    ("artifact generator", False, True, "", "status.observedSourcesDigest", "built"),
-    ("kustomization", True, True, "spec.sourceRef", "status.lastAppliedRevision", "applied"),
-    ("helmrelease", True, True, "spec.chart.spec.sourceRef", "status.history[0].chartVersion", "applied"),
-    ("alert-provider", True, False, "", "", "applied"),
-    ("alert", True, False, "", "", "applied"),
-    ("receiver", True, True, "", "", "applied"),
-    ("image repository", True, True, "", "status.lastScanResult.tagCount", "fetched"),
-    ("image policy", True, True, "spec.imageRepositoryRef", "status.latestRef", "selected"),
-    ("image update", True, True, "spec.sourceRef", "status.lastPushCommit", "pushed"),
+@pytest.mark.parametrize("name,suspendable,reconcilable,source_ref,revision,reconciled", [
+    ("source git", True, True, "", "status.artifact.revision", "fetched revision {revision}"),
+    ("source oci", True, True, "", "status.artifact.revision", "fetched revision {revision}"),
+    ("source helm", True, True, "", "status.artifact.revision", "fetched revision {revision}"),
+    ("source chart", True, True, "spec.sourceRef", "status.artifact.revision", "fetched revision {revision}"),
+    ("source bucket", True, True, "", "status.artifact.revision", "fetched revision {revision}"),
+    ("source external", False, False, "", "status.artifact.revision", "fetched revision {revision}"),
+    ("artifact generator", False, True, "", "status.observedSourcesDigest", "built revision {revision}"),
+    ("kustomization", True, True, "spec.sourceRef", "status.lastAppliedRevision", "applied revision {revision}"),
+    ("helmrelease", True, True, "spec.chart.spec.sourceRef", "status.history[0].chartVersion",
+     "applied revision {revision}"),
+    ("alert-provider", True, False, "", "", "applied revision {revision}"),
+    ("alert", True, False, "", "", "applied revision {revision}"),
+    ("receiver", True, True, "", "", "applied revision {revision}"),
+    ("image repository", True, True, "", "status.lastScanResult.tagCount", "scan fetched {revision} tags"),
+    ("image policy", True, True, "spec.imageRepositoryRef", "status.latestRef", "selected ref {revision}"),
+    ("image update", True, True, "spec.sourceRef", "status.lastPushCommit", "{message}"),
 ])
-def test_capabilities(name, suspendable, reconcilable, source_ref, revision, verb):
+def test_capabilities(name, suspendable, reconcilable, source_ref, revision, reconciled):
     kind = kind_by_name(name)
     assert (kind.suspendable, kind.reconcilable) == (suspendable, reconcilable)
     revision_path = kind.revision.paths[0] if kind.revision else ""
-    assert (kind.source_ref_path, revision_path, kind.revision_verb) == (source_ref, revision, verb)
+    assert (kind.source_ref_path, revision_path, kind.reconciled) == (source_ref, revision, reconciled)
     assert ("suspend" in kind.spec_schema["properties"]) == suspendable
     if kind.source_ref_path:
         node = kind.spec_schema
