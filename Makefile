@@ -45,9 +45,10 @@ completions: ## regenerate the shell completion scripts under completions/
 golden: ## regenerate the golden files of CLI and manifest output (then review the diff)
 	FLUXPY_UPDATE_GOLDEN=1 $(PYTHON) -m pytest -q tests/manifestgen tests/flux_cli/test_golden_output.py
 
-bench: setup tools ## print the CLI start-up figures
+bench: setup tools ## print the benchmark figures (CLI start-up, sources, Kustomizations, HelmReleases, notifications, images)
 	$(PYTHON) tests/bench/cli_startup.py
 	$(PYTHON) tests/bench/sources.py
 	$(PYTHON) tests/bench/kustomizations.py
 	$(PYTHON) tests/bench/helmreleases.py
 	$(PYTHON) tests/bench/notifications.py
+	$(PYTHON) tests/bench/images.py
