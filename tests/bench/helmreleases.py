@@ -55,10 +55,7 @@ class Controller(sources_bench.Controller):
         argv = [sys.executable, "-m", "controllers", "helm-controller", f"--kubeconfig={kubeconfig}",
                 "--metrics-addr=0", "--health-addr=0", "--log-level=error", "--log-encoding=console",
                 "--enable-leader-election", "--watch-all-namespaces=false", f"--concurrent={concurrent}"]
-        env = {**os.environ, "RUNTIME_NAMESPACE": namespace, "PYTHONPATH": str(ROOT)}
-        env.pop("KUBERNETES_SERVICE_HOST", None)
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, cwd=ROOT)
+        self.spawn(argv, namespace)
 
 
 def publish_chart(kube: KubeClient, storage: Storage, workdir: Path, namespace: str) -> None:

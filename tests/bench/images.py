@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import bench.sources as sources_bench  # noqa: E402 - the controller process
 from controllers.api.builtin import CRD, NAMESPACE  # noqa: E402
 from controllers.api.image import IMAGE_POLICY, IMAGE_REPOSITORY, IMAGE_UPDATE_AUTOMATION  # noqa: E402
 from controllers.api.objects import dig, find_condition  # noqa: E402
@@ -70,33 +68,17 @@ def ready(obj: dict) -> bool:
         dig(obj, "status.observedGeneration") == obj["metadata"]["generation"]
 
 
-class Controller:
+class Controller(sources_bench.Controller):
     """One controller process (a registered component) watching the benchmark's namespace."""
 
     def __init__(self, component: str, kubeconfig: Path, workdir: Path, *extra: str):
         self.log = workdir / f"{component}.log"
-        argv = [sys.executable, "-m", "controllers", component, f"--kubeconfig={kubeconfig}", "--metrics-addr=0",
-                "--health-addr=0", "--log-level=error", "--log-encoding=console", "--watch-all-namespaces=false",
-                *extra]
-        env = {**os.environ, "RUNTIME_NAMESPACE": NS, "PYTHONPATH": str(ROOT)}
-        env.pop("KUBERNETES_SERVICE_HOST", None)
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, cwd=ROOT)
+        self.spawn([sys.executable, "-m", "controllers", component, f"--kubeconfig={kubeconfig}", "--metrics-addr=0",
+                    "--health-addr=0", "--log-level=error", "--log-encoding=console",
+                    "--watch-all-namespaces=false", *extra], NS)
         time.sleep(2)  # start-up, informers (not part of the figures)
         if self.proc.poll() is not None:
             raise SystemExit(f"{component} exited: {self.log.read_text()[-2000:]}")
-
-    def peak_rss_mib(self) -> float:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 def new_object(kind, name: str, spec: dict) -> dict:

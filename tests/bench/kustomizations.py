@@ -102,10 +102,7 @@ class Controller(sources_bench.Controller):
         argv = [sys.executable, "-c", CHILD, "kustomize-controller", f"--kubeconfig={kubeconfig}", "--metrics-addr=0",
                 "--health-addr=0", "--log-level=error", "--log-encoding=console", "--enable-leader-election",
                 "--watch-all-namespaces=false", f"--concurrent={concurrent}", *extra]
-        env = {**os.environ, "RUNTIME_NAMESPACE": namespace, "PYTHONPATH": str(ROOT)}
-        env.pop("KUBERNETES_SERVICE_HOST", None)
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, cwd=ROOT)
+        self.spawn(argv, namespace)
 
 
 scrape = sources_bench.scrape

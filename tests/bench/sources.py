@@ -74,6 +74,10 @@ class Controller:
                 "--health-addr=0", "--log-level=error", "--log-encoding=console", "--enable-leader-election",
                 "--watch-all-namespaces=false", f"--concurrent={concurrent}",
                 f"--storage-path={workdir / ('storage-' + namespace)}", f"--storage-addr=127.0.0.1:{self.port}"]
+        self.spawn(argv, namespace)
+
+    def spawn(self, argv: list[str], namespace: str) -> None:
+        """Start the controller process: ``RUNTIME_NAMESPACE=namespace``, out of cluster, output to ``self.log``."""
         env = {**os.environ, "RUNTIME_NAMESPACE": namespace, "PYTHONPATH": str(ROOT)}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         with open(self.log, "wb") as log:
