@@ -29,7 +29,7 @@ from typing import Any
 
 from bootstrap import cluster
 from bootstrap.git import Checkout, Credentials, GitRepoError, GPGSigner, scan_host_keys, ssh_host, with_retries
-from bootstrap.providers.base import ChangeRequest, deploy_key_name, deploy_token_name
+from controllers.lib.providers.base import ChangeRequest, deploy_key_name, deploy_token_name
 from bootstrap.repository import BootstrapSourceError, ProviderSource, Resolved, Source
 from bootstrap.ui import UI
 from controllers.runtime.kube import KubeClient, KubeError

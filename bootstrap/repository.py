@@ -11,7 +11,7 @@ import urllib.parse
 from typing import Protocol
 
 from bootstrap.git import Credentials
-from bootstrap.providers.base import (ChangeRequest, DeployToken, Provider, ProviderError, Repository, TeamGrant,
+from controllers.lib.providers.base import (ChangeRequest, DeployToken, Provider, ProviderError, Repository, TeamGrant,
                                       with_ssh_hostname)
 from bootstrap.ui import UI
 from controllers.lib.gitauth import redact_url

@@ -167,6 +167,14 @@ IMAGE_UPDATE_AUTOMATION = Kind(
                 branch=Str("Branch to push to (created from the checkout if missing)."),
                 refspec=Str("Git refspec to push, e.g. for creating a merge request."),
                 options=Map(Str(), "Git push options."),
+                pullRequest=obj(
+                    "fluxpy: open (or keep) a pull/merge request from the push branch to the checkout branch.",
+                    provider=Enum("github", "gitlab", doc="The Git provider's API.", required=True),
+                    secretRef=local_ref("Secret with the API 'token' (and 'ca.crt').", required=True),
+                    address=Str("API host or URL; the GitRepository URL's host when empty."),
+                    repository=Str("owner/name (group/.../name); the GitRepository URL's path when empty."),
+                    title=Str("Title; the commit message's first line when empty."),
+                ),
             ),
         ),
         interval=interval("How often to run the automation."),
@@ -187,6 +195,8 @@ IMAGE_UPDATE_AUTOMATION = Kind(
                              "The images of the last run, by policy name."),
         observedSourceRevision=Str("Source revision of the last run."),
         pendingUpdatesSince=Time("fluxpy: when the first change of the batch being held was found."),
+        pullRequest=obj("fluxpy: the pull/merge request of spec.git.push.pullRequest.",
+                        number=Int("Its number (GitHub) or IID (GitLab)."), url=Str("Its web page.")),
     ).schema,
     printer_columns=(
         *ready_columns(),

@@ -29,7 +29,9 @@ Beyond Flux:
 - a push branch other than the checkout branch is rebuilt from the checkout at every change and
   force-pushed (Flux's GitForcePushBranch), so it always holds exactly one update commit on top of its base;
 - a rejected non-fast-forward push is retried on a fresh checkout (up to 3 times); a protected branch is a
-  GitOperationFailed condition that says so. Nothing is committed before the message renders.
+  GitOperationFailed condition that says so. Nothing is committed before the message renders;
+- **pull-request mode**: ``git.push.pullRequest`` opens or keeps a pull/merge request from the push branch to
+  the checkout branch (:mod:`.pullrequest`), linked from ``status.pullRequest``.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ from controllers.api.duration import format_duration, parse_duration
 from controllers.api.image import IMAGE_POLICY, IMAGE_UPDATE_AUTOMATION
 from controllers.api.objects import dig
 from controllers.api.source import GIT_REPOSITORY
-from controllers.image import setters
+from controllers.image import pullrequest, setters
 from controllers.lib import acl, credentials, gotemplate
 from controllers.lib.credentials import SecretError
 from controllers.lib.git_client import CheckoutOptions, Commit, GitClient, GitError
@@ -285,6 +287,7 @@ class ImageUpdateAutomationReconciler(Reconciler):
         observed = {p["metadata"]["name"]: _image_ref(p["status"]["latestRef"]) for p in policies}
         sync_needed = observed != (status.get("observedPolicies") or {})
         source = self._source(ctx, obj)
+        pull_request = pullrequest.validate(obj, source.checkout.get("branch") or "", source.switch_branch)
         sync_needed = sync_needed or source.switch_branch or bool(dig(obj, "spec.git.push.refspec"))
         strategy = dig(obj, "spec.update.strategy") or "Setters"
         if strategy != "Setters":
@@ -302,6 +305,14 @@ class ImageUpdateAutomationReconciler(Reconciler):
         if pushed:
             status["lastPushCommit"], status["lastPushTime"] = pushed.commit, _now()
             ctx.event("Normal", "Succeeded", pushed.summary())
+            if pull_request:
+                status["pullRequest"], opened = pullrequest.open_or_keep(
+                    ctx.kube, obj, pull_request, source.url, source.push_branch, source.checkout["branch"],
+                    pushed.message)
+                if opened:
+                    opened_pr = status["pullRequest"]
+                    ctx.event("Normal", "PullRequestOpened", f"opened pull request #{opened_pr['number']} from "
+                                                             f"'{source.push_branch}': {opened_pr['url']}")
             return Success(READY_MESSAGE, notify=False)
         return Success(READY_MESSAGE)
 
@@ -400,7 +411,8 @@ class ImageUpdateAutomationReconciler(Reconciler):
         Returns (what was pushed, the source revision observed, a pending batch's (message, delay))."""
         observed = dig(obj, "status.observedSourceRevision") or ""
         for attempt in range(PUSH_ATTEMPTS):
-            workdir = Path(tempfile.mkdtemp(prefix=f"{obj['metadata']['namespace']}-{source.push_branch}-"))
+            workdir = Path(tempfile.mkdtemp(prefix=f"{obj['metadata']['namespace']}-{source.push_branch}-"
+                                               .replace("/", "-")))  # branches may hold slashes
             try:
                 client = GitClient(source.url, auth, source.timeout)
                 opts = CheckoutOptions.from_ref(source.checkout,

@@ -255,7 +255,7 @@ def run_with_provider(a: App, c: CommonFlags, provider_class, token: str, hostna
                       interval: str) -> None:
     """The end of ``bootstrap github`` and ``bootstrap gitlab``: connect to the provider's API, describe the
     repository to create or reuse, run. Syncing over SSH, the CA is only for the API (not the Secret)."""
-    from bootstrap.providers.base import ProviderError
+    from controllers.lib.providers.base import ProviderError
     from bootstrap.repository import ProviderSource
 
     ca = secret.ca

@@ -43,7 +43,7 @@ def bootstrap_github(
     Creates the repository if it does not exist, commits the manifests to the branch, and makes the cluster
     sync from it. When the components are already installed, a re-run upgrades them through Git if needed.
     """
-    from bootstrap.providers.github import DEFAULT_TEAM_PERMISSION, GitHubProvider
+    from controllers.lib.providers.github import DEFAULT_TEAM_PERMISSION, GitHubProvider
 
     a: App = ctx.obj
     c = common

@@ -44,7 +44,7 @@ def bootstrap_gitlab(
     Creates the project if it does not exist, commits the manifests to the branch, and makes the cluster
     sync from it. When the components are already installed, a re-run upgrades them through Git if needed.
     """
-    from bootstrap.providers.gitlab import DEFAULT_TEAM_PERMISSION, PROJECT_NAME, VISIBILITIES, GitLabProvider
+    from controllers.lib.providers.gitlab import DEFAULT_TEAM_PERMISSION, PROJECT_NAME, VISIBILITIES, GitLabProvider
 
     a: App = ctx.obj
     c = common

@@ -1,5 +1,6 @@
 """``fluxpy trace <kind> <name>``: which Kustomization or HelmRelease manages an object, from which source and
-revision, and each step's Ready state — flux's ``trace``."""
+revision, and each step's Ready state — flux's ``trace``. Beyond flux: for each container image of the object
+that an ImagePolicy selected, the policy, its ImageRepository and the ImageUpdateAutomation that pushed it."""
 from __future__ import annotations
 
 from typing import List, Optional
@@ -27,7 +28,77 @@ DETAILS = {
     "HelmRepository": (("URL", "spec.url"),),
     "HelmChart": (("Chart", "spec.chart"), ("Version", "spec.version")),
     "Bucket": (("Endpoint", "spec.endpoint"), ("Bucket", "spec.bucketName")),
+    "ImagePolicy": (("Repository", "spec.imageRepositoryRef.name"),),
+    "ImageRepository": (("Image", "spec.image"), ("Scanned at", "status.lastScanResult.scanTime")),
+    "ImageUpdateAutomation": (("Push branch", "spec.git.push.branch"), ("Pushed at", "status.lastPushTime")),
 }
+
+#: where workload kinds keep their pod spec
+POD_SPECS = ("spec", "spec.template.spec", "spec.jobTemplate.spec.template.spec")
+
+
+def container_images(obj: dict) -> list[str]:
+    """The images of every container and init container of a Pod or a workload's pod template."""
+    from controllers.api.objects import dig
+
+    images = []
+    for path in POD_SPECS:
+        pod = dig(obj, path) or {}
+        for container in (pod.get("initContainers") or []) + (pod.get("containers") or []):
+            if isinstance(container, dict) and container.get("image") and container["image"] not in images:
+                images.append(container["image"])
+    return images
+
+
+def selected_image(policy: dict) -> tuple[str, ...]:
+    """The forms an image written from the policy's ``latestRef`` takes (name:tag, with or without digest)."""
+    from controllers.api.objects import dig
+
+    ref = dig(policy, "status.latestRef") or {}
+    if not ref.get("name"):
+        return ()
+    forms = [f"{ref['name']}:{ref['tag']}"] if ref.get("tag") else []
+    if ref.get("digest"):
+        forms += [f"{ref['name']}:{ref.get('tag')}@{ref['digest']}", f"{ref['name']}@{ref['digest']}"]
+    return tuple(forms)
+
+
+def image_blocks(kube, obj: dict) -> list[tuple[str, dict, str]]:
+    """(kind, object, revision) steps behind the object's images: each ImagePolicy whose latest ref is one of
+    them, its ImageRepository, and the ImageUpdateAutomations that observed that ref (image CRDs absent: none)."""
+    from controllers.api.image import IMAGE_POLICY, IMAGE_REPOSITORY, IMAGE_UPDATE_AUTOMATION
+    from controllers.api.kinds import revision_of
+    from controllers.api.objects import dig
+    from controllers.runtime.kube import KubeError
+
+    images = container_images(obj)
+    if not images:
+        return []
+    try:
+        policies = kube.list(IMAGE_POLICY)["items"]
+        automations = kube.list(IMAGE_UPDATE_AUTOMATION)["items"]
+    except KubeError:  # image automation not installed, or not readable by this user
+        return []
+    steps = []
+    for policy in policies:
+        forms = selected_image(policy)
+        if not any(image in forms for image in images):
+            continue
+        meta = policy["metadata"]
+        steps.append(("ImagePolicy", policy, " ".join(forms[:1])))
+        repository = dig(policy, "spec.imageRepositoryRef") or {}
+        try:
+            found = kube.get(IMAGE_REPOSITORY, repository.get("name", ""),
+                             repository.get("namespace") or meta["namespace"])
+            steps.append(("ImageRepository", found, revision_of(IMAGE_REPOSITORY, found)))
+        except KubeError:
+            pass
+        for automation in automations:
+            observed = (dig(automation, "status.observedPolicies") or {}).get(meta["name"])
+            if automation["metadata"]["namespace"] == meta["namespace"] and observed and \
+                    observed.get("tag") == dig(policy, "status.latestRef.tag"):
+                steps.append(("ImageUpdateAutomation", automation, revision_of(IMAGE_UPDATE_AUTOMATION, automation)))
+    return steps
 
 
 def manager_of(obj: dict) -> tuple[str, str, str] | None:
@@ -99,6 +170,7 @@ def trace(
         kind = kind_for(step.obj["apiVersion"], step.kind)
         blocks.append(section(step.kind, step.obj, revision_of(kind, step.obj) if kind else ""))
         step = next((c for c in step.children if c.relation in ("source", "chart", "chartRef")), None)
+    blocks += [section(kind_name, found, revision) for kind_name, found, revision in image_blocks(a.kube, obj)]
     for i, block in enumerate(blocks):
         if i:
             a.terminal.line("---")

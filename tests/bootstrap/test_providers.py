@@ -1,4 +1,4 @@
-"""The real PyGithub and python-gitlab, through bootstrap.providers, against the local GitHub and GitLab
+"""The real PyGithub and python-gitlab, through controllers.lib.providers, against the local GitHub and GitLab
 (tests/servers/githost.py): repositories, team access, deploy keys, deploy tokens, pull/merge requests, and
 every failure turned into one clear message. ``host.requests`` shows the documented endpoints each call uses.
 """
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from bootstrap.providers.base import ProviderError
-from bootstrap.providers.github import GitHubProvider
-from bootstrap.providers.gitlab import GitLabProvider
+from controllers.lib.providers.base import ProviderError
+from controllers.lib.providers.github import GitHubProvider
+from controllers.lib.providers.gitlab import GitLabProvider
 from manifestgen.sync import generate_keypair
 from servers.githost import github_host, gitlab_host  # noqa: F401 - fixtures
 

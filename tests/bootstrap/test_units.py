@@ -6,7 +6,7 @@ import pytest
 
 from bootstrap import cluster
 from bootstrap.git import Credentials
-from bootstrap.providers.base import ProviderError, api_base, deploy_key_name, ssh_url, with_ssh_hostname
+from controllers.lib.providers.base import ProviderError, api_base, deploy_key_name, ssh_url, with_ssh_hostname
 from bootstrap.repository import plain_git_sync_url
 from controllers.lib.gitauth import redact_url
 

@@ -19,6 +19,7 @@ from controllers.api.image import IMAGE_POLICY, IMAGE_UPDATE_AUTOMATION
 from controllers.api.source import GIT_REPOSITORY
 from controllers.image.automation import ImageUpdateAutomationReconciler
 from servers.git import GPGKey, git, git_server, git_ssh_server  # noqa: F401
+from servers.githost import github_host, gitlab_host  # noqa: F401 - fixtures
 from servers.objects import apply_secret, apply_source
 from servers.waiting import Waits, ready_with, wait_event
 
@@ -316,3 +317,60 @@ def test_missing_source_and_push_branch(kube, namespace, git_server, automation)
     obj = AUTOMATIONS.wait(kube, namespace, "no-branch", ready_with("False", "SourceManagerFailed"), "no branch")
     assert condition(obj)["message"] == ("failed configuring source manager: push spec not provided, and cannot be "
                                          "inferred from .spec.git.checkout.ref or GitRepository .spec.ref")
+
+
+@pytest.mark.parametrize("flavor", ["github", "gitlab"])
+def test_pull_request_mode_opens_one_request_and_keeps_it(kube, namespace, request, automation, flavor):
+    """The push branch goes to the local GitHub/GitLab (TLS, private repository), one pull/merge request is
+    opened from it to the checkout branch through the provider's API, a later update keeps that request."""
+    host = request.getfixturevalue(f"{flavor}_host")
+    hosted = host.add_repo("acme", "fleet", files={"deploy/app.yaml": DEPLOYMENT % {"ns": namespace}})
+    ca = open(host.ca_file).read()
+    apply_secret(kube, namespace, "git-auth", {"username": "alice", "password": host.token, "ca.crt": ca})
+    apply_secret(kube, namespace, "api-token", {"token": host.token, "ca.crt": ca})
+    set_policy(kube, namespace, "app", "ghcr.io/org/app", "1.5.0")
+    git_repository(kube, namespace, host.http_url(hosted), secretRef={"name": "git-auth"})
+    apply_automation(kube, namespace, push={"branch": "flux/image-updates", "pullRequest": {
+        "provider": flavor, "secretRef": {"name": "api-token"}}},
+        commit={"messageTemplate": "Update app images\n\nPolicies: {{ len .Changed.Changes }} change(s)"})
+    obj = AUTOMATIONS.wait(kube, namespace, "auto", lambda o: o["status"].get("pullRequest"), "the pull request")
+    (change,) = hosted.changes
+    assert (change.head, change.base, change.state) == ("flux/image-updates", "main", "open")
+    assert change.title == "Update app images"
+    assert "Policies: 1 change(s)" in change.body and f"Image-Policy: {namespace}/app ghcr.io/org/app:1.5.0" in \
+        change.body
+    assert obj["status"]["pullRequest"]["number"] == change.number
+    assert obj["status"]["pullRequest"]["url"].endswith(f"/{change.number}")
+    assert "ghcr.io/org/app:1.5.0" in host.read(hosted, "deploy/app.yaml", "flux/image-updates")
+    assert "ghcr.io/org/app:1.5.0" not in host.read(hosted, "deploy/app.yaml")  # main untouched until merged
+    assert wait_event(kube, namespace, "auto", "PullRequestOpened")["message"].startswith(
+        f"opened pull request #{change.number} from 'flux/image-updates'")
+
+    # a newer tag: the branch is rebuilt and force-pushed, the same request shows it (no second one)
+    first = obj["status"]["lastPushCommit"]
+    set_policy(kube, namespace, "app", "ghcr.io/org/app", "1.6.0")
+    obj = AUTOMATIONS.wait(kube, namespace, "auto", lambda o: o["status"].get("lastPushCommit") not in (None, first),
+                           "the second push")
+    assert len(hosted.changes) == 1 and obj["status"]["pullRequest"]["number"] == change.number
+    assert "ghcr.io/org/app:1.6.0" in host.read(hosted, "deploy/app.yaml", "flux/image-updates")
+
+
+def test_pull_request_mode_bad_input(kube, namespace, git_server, github_host, automation):
+    repo = app_repo(git_server, namespace)
+    set_policy(kube, namespace, "app", "ghcr.io/org/app", "1.5.0")
+    git_repository(kube, namespace, git_server.url(repo))
+    # the push branch is the checkout branch: nothing to open a request from
+    apply_automation(kube, namespace, push={"branch": "main", "pullRequest": {
+        "provider": "github", "secretRef": {"name": "api-token"}}})
+    obj = AUTOMATIONS.wait(kube, namespace, "auto", ready_with("False", "InvalidPullRequestConfig"), "stalled")
+    assert "spec.git.push.branch" in condition(obj)["message"]
+    assert condition(obj, "Stalled")["status"] == "True"
+    # a token the provider refuses: a clear condition, no token in it
+    apply_secret(kube, namespace, "api-token", {"token": "wrong-token", "ca.crt": open(github_host.ca_file).read()})
+    apply_automation(kube, namespace, push={"branch": "image-updates", "pullRequest": {
+        "provider": "github", "secretRef": {"name": "api-token"}, "address": github_host.base_url,
+        "repository": "acme/fleet"}})
+    obj = AUTOMATIONS.wait(kube, namespace, "auto", ready_with("False", "PullRequestFailed"), "refused token")
+    message = condition(obj)["message"]
+    assert message.startswith("failed to open pull request:") and "wrong-token" not in message
+    assert "401" in message or "credentials" in message.lower()

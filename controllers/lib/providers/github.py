@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bootstrap.providers.base import (APIClient, ChangeRequest, DeployToken, ProviderError, Repository, api_base,
+from controllers.lib.providers.base import (APIClient, ChangeRequest, DeployToken, ProviderError, Repository, api_base,
                                       TeamGrant, ssh_url)
 
 DEFAULT_DOMAIN = "github.com"
