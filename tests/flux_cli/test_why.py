@@ -104,3 +104,17 @@ def test_why_follows_a_dependency_of_another_kind(fluxpy, kube, kubeconfig, flux
     assert any(f"chartRef OCIRepository/{namespace}/db-chart  ✔ True" in line for line in lines)
     assert lines[-1] == (f"root cause: HelmRelease/{namespace}/db: InstallFailed: "
                          "Helm install failed: timed out waiting for the condition")
+
+
+def test_why_follows_an_image_policy_to_its_repository(fluxpy, kube, kubeconfig, flux_crds, namespace):
+    """ImagePolicy's imageRepositoryRef names no kind: it is an ImageRepository, and why follows it."""
+    repository, policy = kind_by_name("image repository"), kind_by_name("image policy")
+    make(kube, repository, "web", namespace, {"image": "registry.example.com/web", "interval": "5m"}, "False",
+         "AuthenticationFailed", "failed to scan: 401 Unauthorized")
+    make(kube, policy, "web", namespace, {"imageRepositoryRef": {"name": "web"}, "policy": {"semver": {"range": "1.x"}}},
+         "False", "DependencyNotReady", f"referenced ImageRepository '{namespace}/web' is not ready")
+    res = fluxpy("why", "imagepolicy/web", "-n", namespace, "--kubeconfig", str(kubeconfig), "-o", "json")
+    assert res.exit_code == 1, res.stderr
+    report = json.loads(res.stdout)
+    assert report["rootCause"]["object"] == f"ImageRepository/{namespace}/web"
+    assert report["rootCause"]["reason"] == "AuthenticationFailed"
