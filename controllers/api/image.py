@@ -69,14 +69,15 @@ IMAGE_REPOSITORY = Kind(
     controller=REFLECTOR,
 )
 
-#: ImagePolicy: ``reconcile`` reports ``status.latestRef`` as ``<name>:<tag>[@<digest>]``; ``get`` shows
-#: IMAGE and TAG apart, as flux.
+
 def _image_repository_ref(obj: dict) -> dict | None:
     """An ImagePolicy's ``imageRepositoryRef``, which names no kind: always an ImageRepository."""
     ref = (obj.get("spec") or {}).get("imageRepositoryRef")
     return {**ref, "kind": "ImageRepository", "apiVersion": None} if isinstance(ref, dict) else None
 
 
+#: ImagePolicy: ``reconcile`` reports ``status.latestRef`` as ``<name>:<tag>[@<digest>]``; ``get`` shows
+#: IMAGE and TAG apart, as flux.
 IMAGE_POLICY = Kind(
     group=meta.IMAGE_GROUP, version="v1", kind="ImagePolicy", plural="imagepolicies",
     singular="imagepolicy", short_names=("imgpol", "imagepol"),
@@ -127,7 +128,8 @@ IMAGE_POLICY = Kind(
         age_column(),
     ),
     cli_names=("image policy", "images policy", "imagepolicy", "imagepolicies", "imgpol", "imagepol"),
-    cli_group="images", source_ref_path="spec.imageRepositoryRef", source_resolver=_image_repository_ref, revision=Column("IMAGE", ("status.latestRef",), "image"),
+    cli_group="images", source_ref_path="spec.imageRepositoryRef", source_resolver=_image_repository_ref,
+    revision=Column("IMAGE", ("status.latestRef",), "image"),
     columns=(Column("IMAGE", ("status.latestRef.name",)), Column("TAG", ("status.latestRef.tag",))),
     reconciled="selected ref {revision}", controller=REFLECTOR,
 )

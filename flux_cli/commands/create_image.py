@@ -160,6 +160,11 @@ def _create_image_update(
     commit_template: str = typer.Option("", "--commit-template", help="a template for commit messages"),
     author_name: str = typer.Option("", "--author-name", help="the name to use for commit author"),
     author_email: str = typer.Option("", "--author-email", help="the email to use for commit author"),
+    pull_request_provider: str = typer.Option("", "--pull-request-provider", help="fluxpy: open a pull/merge "
+                                              "request from the push branch to the checkout branch through this "
+                                              "provider's API (github or gitlab)"),
+    pull_request_secret_ref: str = typer.Option("", "--pull-request-secret-ref", help="fluxpy: the Secret with "
+                                                "the provider API 'token' (and 'ca.crt')"),
     interval: str = INTERVAL_OPTION,
     export: bool = export_option("ImageUpdateAutomation"),
     label: Optional[list[str]] = LABEL_OPTION,
@@ -175,6 +180,13 @@ def _create_image_update(
                            (author_email, "the author email is required (--author-email)")):
         if not value:
             raise CLIError(message)
+    if pull_request_provider or pull_request_secret_ref:
+        if pull_request_provider not in ("github", "gitlab"):
+            raise CLIError(f"invalid --pull-request-provider {pull_request_provider!r}: expected github or gitlab")
+        if not pull_request_secret_ref:
+            raise CLIError("--pull-request-provider needs --pull-request-secret-ref (the Secret with the API token)")
+        if not push_branch or push_branch == checkout_branch:
+            raise CLIError("a pull request needs --push-branch set to a branch other than --checkout-branch")
     if commit_template:
         try:
             Template(commit_template, "commit template")
@@ -190,6 +202,9 @@ def _create_image_update(
     git: dict = {"checkout": {"ref": {"branch": checkout_branch}}, "commit": commit}
     if push_branch:
         git["push"] = {"branch": push_branch}
+    if pull_request_provider:
+        git["push"]["pullRequest"] = {"provider": pull_request_provider,
+                                      "secretRef": {"name": pull_request_secret_ref}}
     spec: dict = {"git": git, "interval": go_duration(interval), "sourceRef": source_ref}
     if git_repo_path:
         spec["update"] = {"path": git_repo_path, "strategy": "Setters"}

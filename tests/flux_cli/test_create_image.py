@@ -42,6 +42,11 @@ UPDATE = ("update", "u", "--git-repo-ref=repo", "--checkout-branch=main", "--aut
     (["update", "u", "--git-repo-ref=repo", "--checkout-branch=main"], "the author name is required"),
     (["update", "u", "--git-repo-ref=repo", "--checkout-branch=main", "--author-name=f"],
      "the author email is required (--author-email)"),
+    ([*UPDATE, "--push-branch=updates", "--pull-request-provider=gitea", "--pull-request-secret-ref=t"],
+     "invalid --pull-request-provider 'gitea': expected github or gitlab"),
+    ([*UPDATE, "--push-branch=updates", "--pull-request-provider=github"], "needs --pull-request-secret-ref"),
+    ([*UPDATE, "--pull-request-provider=github", "--pull-request-secret-ref=t"],
+     "a pull request needs --push-branch set to a branch other than --checkout-branch"),
     ([*UPDATE, "--commit-template={{ range .Updated.Images }}"],
      "invalid --commit-template: template: commit template:1: unexpected EOF"),
 ])
@@ -50,6 +55,14 @@ def test_bad_input_is_one_message(fluxpy, args, message):
     assert res.exit_code != 0
     assert message in res.stderr, res.stderr
     assert "Traceback" not in res.stderr + res.stdout and res.stdout == ""
+
+
+def test_update_in_pull_request_mode(fluxpy):
+    res = fluxpy("create", "image", *UPDATE, "--push-branch=flux/updates", "--pull-request-provider=gitlab",
+                 "--pull-request-secret-ref=gitlab-token", "--export")
+    assert res.exit_code == 0, res.stderr
+    assert ("    push:\n      branch: flux/updates\n      pullRequest:\n        provider: gitlab\n"
+            "        secretRef:\n          name: gitlab-token\n") in res.stdout
 
 
 def test_extract_may_use_numbered_groups_and_dollar_escapes(fluxpy):
