@@ -30,8 +30,9 @@ Beyond Flux:
   force-pushed (Flux's GitForcePushBranch), so it always holds exactly one update commit on top of its base;
 - a rejected non-fast-forward push is retried on a fresh checkout (up to 3 times); a protected branch is a
   GitOperationFailed condition that says so. Nothing is committed before the message renders;
-- **pull-request mode**: ``git.push.pullRequest`` opens or keeps a pull/merge request from the push branch to
-  the checkout branch (:mod:`.pullrequest`), linked from ``status.pullRequest``.
+- **pull-request mode**: ``git.push.pullRequest`` opens or keeps a pull/merge request from the push branch (its
+  name may be a template, :func:`push_branch_name`) to the checkout branch (:mod:`.pullrequest`), linked
+  from ``status.pullRequest``.
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ GIT_OPERATION_FAILED, UPDATE_FAILED = "GitOperationFailed", "UpdateFailed"
 INVALID_SOURCE_CONFIG, SOURCE_MANAGER_FAILED = "InvalidSourceConfiguration", "SourceManagerFailed"
 INVALID_POLICY_SELECTOR, REMOVED_TEMPLATE_FIELD = "InvalidPolicySelector", "RemovedTemplateField"
 INVALID_UPDATE_STRATEGY, ACCESS_DENIED = "InvalidUpdateStrategy", "AccessDenied"
+INVALID_PUSH_BRANCH = "InvalidPushBranch"  # fluxpy: a push branch template that does not render a branch
 PUSH_ATTEMPTS = 3
 _REMOVED_FIELDS = {
     "can't evaluate field Updated in type source.TemplateData":
@@ -119,6 +121,28 @@ class TemplateData:
     Changed: setters.Result
     Values: gotemplate.StringMap
     go_type = "source.TemplateData"
+
+
+def push_branch_name(obj: dict) -> str:
+    """``git.push.branch``; fluxpy renders one holding ``{{`` as a Go template (data ``.AutomationObject`` and
+    ``.Values``; ``.Changed`` is empty: the branch is chosen before the update), e.g.
+    ``flux/{{ .AutomationObject.Name }}-{{ .Values.env }}``. A template error or a name git refuses is Stalled
+    (InvalidPushBranch)."""
+    branch = dig(obj, "spec.git.push.branch") or ""
+    if "{{" not in branch:
+        return branch
+    values = gotemplate.StringMap(dig(obj, "spec.git.commit.messageTemplateValues") or {})
+    data = TemplateData(NamespacedName(obj["metadata"]["namespace"], obj["metadata"]["name"]), setters.Result(),
+                        values)
+    try:
+        rendered = gotemplate.Template(branch, "push branch").execute(data).strip()
+    except gotemplate.TemplateError as exc:
+        raise StalledError(f"invalid spec.git.push.branch template: {exc}", reason=INVALID_PUSH_BRANCH) from None
+    check = subprocess.run(["git", "check-ref-format", "--branch", rendered], capture_output=True, timeout=30)
+    if not rendered or check.returncode != 0 or "<no value>" in rendered:
+        raise StalledError(f"spec.git.push.branch template rendered {rendered!r}, which is not a valid branch name",
+                           reason=INVALID_PUSH_BRANCH)
+    return rendered
 
 
 def commit_message(obj: dict, result: setters.Result) -> str:
@@ -365,7 +389,7 @@ class ImageUpdateAutomationReconciler(Reconciler):
         except SecretError as exc:
             raise failed(str(exc)) from None
         checkout = dig(obj, "spec.git.checkout.ref") or spec.get("ref") or {}
-        push = dig(obj, "spec.git.push.branch") or ""
+        push = push_branch_name(obj)
         if push:
             switch = push != (checkout.get("branch") or ("master" if not checkout else ""))
         elif checkout.get("branch"):

@@ -330,21 +330,22 @@ def test_pull_request_mode_opens_one_request_and_keeps_it(kube, namespace, reque
     apply_secret(kube, namespace, "api-token", {"token": host.token, "ca.crt": ca})
     set_policy(kube, namespace, "app", "ghcr.io/org/app", "1.5.0")
     git_repository(kube, namespace, host.http_url(hosted), secretRef={"name": "git-auth"})
-    apply_automation(kube, namespace, push={"branch": "flux/image-updates", "pullRequest": {
-        "provider": flavor, "secretRef": {"name": "api-token"}}},
-        commit={"messageTemplate": "Update app images\n\nPolicies: {{ len .Changed.Changes }} change(s)"})
+    apply_automation(kube, namespace, push={"branch": "flux/{{ .AutomationObject.Name }}-{{ .Values.env }}",
+                                            "pullRequest": {"provider": flavor, "secretRef": {"name": "api-token"}}},
+                     commit={"messageTemplate": "Update app images\n\nPolicies: {{ len .Changed.Changes }} change(s)",
+                             "messageTemplateValues": {"env": "image-updates"}})
     obj = AUTOMATIONS.wait(kube, namespace, "auto", lambda o: o["status"].get("pullRequest"), "the pull request")
-    (change,) = hosted.changes
-    assert (change.head, change.base, change.state) == ("flux/image-updates", "main", "open")
+    (change,) = hosted.changes  # the branch name rendered from its template
+    assert (change.head, change.base, change.state) == ("flux/auto-image-updates", "main", "open")
     assert change.title == "Update app images"
     assert "Policies: 1 change(s)" in change.body and f"Image-Policy: {namespace}/app ghcr.io/org/app:1.5.0" in \
         change.body
     assert obj["status"]["pullRequest"]["number"] == change.number
     assert obj["status"]["pullRequest"]["url"].endswith(f"/{change.number}")
-    assert "ghcr.io/org/app:1.5.0" in host.read(hosted, "deploy/app.yaml", "flux/image-updates")
+    assert "ghcr.io/org/app:1.5.0" in host.read(hosted, "deploy/app.yaml", "flux/auto-image-updates")
     assert "ghcr.io/org/app:1.5.0" not in host.read(hosted, "deploy/app.yaml")  # main untouched until merged
     assert wait_event(kube, namespace, "auto", "PullRequestOpened")["message"].startswith(
-        f"opened pull request #{change.number} from 'flux/image-updates'")
+        f"opened pull request #{change.number} from 'flux/auto-image-updates'")
 
     # a newer tag: the branch is rebuilt and force-pushed, the same request shows it (no second one)
     first = obj["status"]["lastPushCommit"]
@@ -352,7 +353,7 @@ def test_pull_request_mode_opens_one_request_and_keeps_it(kube, namespace, reque
     obj = AUTOMATIONS.wait(kube, namespace, "auto", lambda o: o["status"].get("lastPushCommit") not in (None, first),
                            "the second push")
     assert len(hosted.changes) == 1 and obj["status"]["pullRequest"]["number"] == change.number
-    assert "ghcr.io/org/app:1.6.0" in host.read(hosted, "deploy/app.yaml", "flux/image-updates")
+    assert "ghcr.io/org/app:1.6.0" in host.read(hosted, "deploy/app.yaml", "flux/auto-image-updates")
 
 
 def test_pull_request_mode_bad_input(kube, namespace, git_server, github_host, automation):
@@ -365,6 +366,16 @@ def test_pull_request_mode_bad_input(kube, namespace, git_server, github_host, a
     obj = AUTOMATIONS.wait(kube, namespace, "auto", ready_with("False", "InvalidPullRequestConfig"), "stalled")
     assert "spec.git.push.branch" in condition(obj)["message"]
     assert condition(obj, "Stalled")["status"] == "True"
+    # a branch template that renders no valid branch name
+    apply_automation(kube, namespace, push={"branch": "updates/{{ .Values.missing }}"})
+    obj = AUTOMATIONS.wait(kube, namespace, "auto", ready_with("False", "InvalidPushBranch"), "bad branch")
+    message = condition(obj)["message"]
+    assert message.startswith("spec.git.push.branch template rendered 'updates/") and \
+        message.endswith("which is not a valid branch name")
+    apply_automation(kube, namespace, push={"branch": "updates/{{ .Nope }}"})
+    obj = AUTOMATIONS.wait(kube, namespace, "auto", lambda o: "Nope" in condition(o)["message"], "bad template")
+    assert condition(obj)["reason"] == "InvalidPushBranch"
+    assert condition(obj)["message"].startswith("invalid spec.git.push.branch template: template: push branch:1:")
     # a token the provider refuses: a clear condition, no token in it
     apply_secret(kube, namespace, "api-token", {"token": "wrong-token", "ca.crt": open(github_host.ca_file).read()})
     apply_automation(kube, namespace, push={"branch": "image-updates", "pullRequest": {
