@@ -73,7 +73,7 @@ IMAGE_REPOSITORY = Kind(
 def _image_repository_ref(obj: dict) -> dict | None:
     """An ImagePolicy's ``imageRepositoryRef``, which names no kind: always an ImageRepository."""
     ref = (obj.get("spec") or {}).get("imageRepositoryRef")
-    return {**ref, "kind": "ImageRepository", "apiVersion": None} if isinstance(ref, dict) else None
+    return {**ref, "kind": "ImageRepository"} if isinstance(ref, dict) else None
 
 
 #: ImagePolicy: ``reconcile`` reports ``status.latestRef`` as ``<name>:<tag>[@<digest>]``; ``get`` shows

@@ -57,17 +57,18 @@ def selected_image(policy: dict) -> tuple[str, ...]:
     ref = dig(policy, "status.latestRef") or {}
     if not ref.get("name"):
         return ()
-    forms = [f"{ref['name']}:{ref['tag']}"] if ref.get("tag") else []
+    tagged = f"{ref['name']}:{ref['tag']}" if ref.get("tag") else ""
+    forms = [tagged] if tagged else []
     if ref.get("digest"):
-        forms += [f"{ref['name']}:{ref.get('tag')}@{ref['digest']}", f"{ref['name']}@{ref['digest']}"]
+        forms += [f"{tagged}@{ref['digest']}"] if tagged else []
+        forms.append(f"{ref['name']}@{ref['digest']}")
     return tuple(forms)
 
 
-def image_blocks(kube, obj: dict) -> list[tuple[str, dict, str]]:
-    """(kind, object, revision) steps behind the object's images: each ImagePolicy whose latest ref is one of
-    them, its ImageRepository, and the ImageUpdateAutomations that observed that ref (image CRDs absent: none)."""
+def image_steps(kube, obj: dict) -> list[tuple[object, dict]]:
+    """(Kind, object) steps behind the object's images: each ImagePolicy whose latest ref is one of them, its
+    ImageRepository, and the ImageUpdateAutomations that observed that ref (image CRDs absent: none)."""
     from controllers.api.image import IMAGE_POLICY, IMAGE_REPOSITORY, IMAGE_UPDATE_AUTOMATION
-    from controllers.api.kinds import revision_of
     from controllers.api.objects import dig
     from controllers.runtime.kube import KubeError
 
@@ -79,26 +80,27 @@ def image_blocks(kube, obj: dict) -> list[tuple[str, dict, str]]:
         automations = kube.list(IMAGE_UPDATE_AUTOMATION)["items"]
     except KubeError:  # image automation not installed, or not readable by this user
         return []
-    steps = []
+    steps: list[tuple[object, dict]] = []
     for policy in policies:
-        forms = selected_image(policy)
-        if not any(image in forms for image in images):
+        if not set(images) & set(selected_image(policy)):
             continue
-        meta = policy["metadata"]
-        steps.append(("ImagePolicy", policy, " ".join(forms[:1])))
+        namespace, name = policy["metadata"]["namespace"], policy["metadata"]["name"]
+        steps.append((IMAGE_POLICY, policy))
         repository = dig(policy, "spec.imageRepositoryRef") or {}
         try:
-            found = kube.get(IMAGE_REPOSITORY, repository.get("name", ""),
-                             repository.get("namespace") or meta["namespace"])
-            steps.append(("ImageRepository", found, revision_of(IMAGE_REPOSITORY, found)))
+            steps.append((IMAGE_REPOSITORY, kube.get(IMAGE_REPOSITORY, repository.get("name", ""),
+                                                     repository.get("namespace") or namespace)))
         except KubeError:
             pass
-        for automation in automations:
-            observed = (dig(automation, "status.observedPolicies") or {}).get(meta["name"])
-            if automation["metadata"]["namespace"] == meta["namespace"] and observed and \
-                    observed.get("tag") == dig(policy, "status.latestRef.tag"):
-                steps.append(("ImageUpdateAutomation", automation, revision_of(IMAGE_UPDATE_AUTOMATION, automation)))
+        selected = dig(policy, "status.latestRef")
+        steps += [(IMAGE_UPDATE_AUTOMATION, automation) for automation in automations
+                  if automation["metadata"]["namespace"] == namespace
+                  and _same_tag((dig(automation, "status.observedPolicies") or {}).get(name), selected)]
     return steps
+
+
+def _same_tag(observed: dict | None, selected: dict) -> bool:
+    return bool(observed) and observed.get("name") == selected.get("name") and observed.get("tag") == selected.get("tag")
 
 
 def manager_of(obj: dict) -> tuple[str, str, str] | None:
@@ -170,7 +172,7 @@ def trace(
         kind = kind_for(step.obj["apiVersion"], step.kind)
         blocks.append(section(step.kind, step.obj, revision_of(kind, step.obj) if kind else ""))
         step = next((c for c in step.children if c.relation in ("source", "chart", "chartRef")), None)
-    blocks += [section(kind_name, found, revision) for kind_name, found, revision in image_blocks(a.kube, obj)]
+    blocks += [section(kind.kind, found, revision_of(kind, found)) for kind, found in image_steps(a.kube, obj)]
     for i, block in enumerate(blocks):
         if i:
             a.terminal.line("---")

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import bench.sources as sources_bench  # noqa: E402 - the controller process
-from controllers.api.builtin import CRD, NAMESPACE  # noqa: E402
+from controllers.api.builtin import NAMESPACE  # noqa: E402
 from controllers.api.image import IMAGE_POLICY, IMAGE_REPOSITORY, IMAGE_UPDATE_AUTOMATION  # noqa: E402
 from controllers.api.objects import dig, find_condition  # noqa: E402
 from controllers.api.source import GIT_REPOSITORY  # noqa: E402
@@ -40,15 +40,11 @@ NS = "bench-images"
 
 
 def install_crds(kube: KubeClient) -> None:
+    from controllers.runtime.apply import apply_staged
     from manifestgen.crds import crd_manifests
 
-    crds = crd_manifests(["source-controller", "image-reflector-controller", "image-automation-controller"])
-    for crd in crds:
-        kube.apply(crd, field_manager="fluxpy-bench")
-    for crd in crds:
-        wait(lambda: any(c["type"] == "Established" and c["status"] == "True"
-                         for c in dig(kube.get(CRD, crd["metadata"]["name"]), "status.conditions") or []),
-             60, f"CRD {crd['metadata']['name']} established")
+    apply_staged(kube, crd_manifests(["source-controller", "image-reflector-controller",
+                                      "image-automation-controller"]))  # waits until Established
     kube.forget_discovery()
 
 
