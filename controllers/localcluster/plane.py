@@ -85,6 +85,7 @@ class ControlPlane:
         log: Callable[[str], None] | None = None,
         die_with_parent: bool = True,
         context_name: str = CONTEXT_NAME,
+        extra_apiserver_args: tuple[str, ...] = (),
     ):
         self.workdir = Path(workdir).absolute()
         self.etcd_port = etcd_port
@@ -92,6 +93,8 @@ class ControlPlane:
         self.apiserver_port = apiserver_port
         self.build = build
         self.context_name = context_name
+        #: more kube-apiserver flags (e.g. an audit log for a benchmark that counts requests per client)
+        self.extra_apiserver_args = tuple(extra_apiserver_args)
         self._log = log
         self._die_with_parent = die_with_parent
         self._etcd: _Process | None = None
@@ -291,6 +294,7 @@ class ControlPlane:
             "--profiling=false",
             "--shutdown-delay-duration=0s",
             "--v=0",
+            *self.extra_apiserver_args,
         ]
 
     def _spawn(self, name: str, argv: list[str]) -> _Process:

@@ -1,0 +1,370 @@
+"""Side by side: Flux's own kustomize-controller against fluxpy's, on the same machine. Prints figures, asserts nothing.
+
+For each N (100, 500, 1000) and each implementation in turn, a fresh local control plane gets Flux's CRDs
+taken from the Go modules of Flux's controllers, Flux's own source-controller serves one GitRepository (a real
+repository over smart HTTP on loopback) holding a 4-object app (a Deployment scaled to 0, a ServiceAccount, a
+Service, a ConfigMap), and N Kustomizations at ``spec.interval: 1m`` apply it (``namePrefix`` keeps them
+apart) with ``--concurrent 4``. Flux's controllers and CLI are built from Go modules by
+``controllers.localcluster.tools`` (cached by version; benchmark only, never part of ``make test``).
+
+Each controller talks to the apiserver as its own user, and the apiserver writes an audit log (metadata level),
+so the request counts are exactly the kustomize-controller's: not the benchmark's, not the
+source-controller's. Figures per N:
+
+- time from the first Kustomization created to all Ready, and the kustomize-controller's requests per
+  Kustomization in that time;
+- the kustomize-controller's peak RSS (VmHWM);
+- its requests per idle minute afterwards (every Kustomization comes due once a minute);
+- time to correct a drift: a ConfigMap edited directly (an update by another field manager) and
+  ``kubectl scale`` of a Deployment (the scale subresource);
+
+and, once, with 100 Kustomizations in the cluster: the wall time of ``fluxpy get ks -A`` against the Go
+``flux get ks -A``, and of ``--help`` / ``version --client`` (median of 7 runs each, the installed console
+script).
+
+Run: ``python tests/bench/vs_flux.py [--sizes 100,500,1000] [--idle 60] [--only flux|fluxpy]``
+(``make bench-vs-flux``).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import bench.sources as sources_bench  # noqa: E402 - tests/bench/sources.py (controller process, peak RSS)
+import yaml  # noqa: E402
+from bench.kustomizations import APP, wait_until  # noqa: E402
+from controllers.api.builtin import CONFIGMAP, DEPLOYMENT, NAMESPACE  # noqa: E402
+from controllers.api.kustomize import KUSTOMIZATION  # noqa: E402
+from controllers.api.objects import find_condition  # noqa: E402
+from controllers.api.source import GIT_REPOSITORY  # noqa: E402
+from controllers.localcluster import tools  # noqa: E402
+from controllers.localcluster.plane import ControlPlane, free_port  # noqa: E402
+from controllers.runtime.apply import apply_staged  # noqa: E402
+from controllers.runtime.kube import KubeClient  # noqa: E402
+from servers.git import GitHTTPServer  # noqa: E402
+
+SOURCE_NAMESPACE = "flux-system"
+INTERVAL = "1m"
+AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+                "rules": [{"level": "Metadata"}]}
+IMPLEMENTATIONS = ("flux", "fluxpy")
+
+
+# ---------------------------------------------------------------------------------------------- the cluster
+
+class Audit:
+    """The apiserver's audit log: requests counted per user between two marks."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def mark(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def requests(self, user: str, since: int, until: int | None = None) -> collections.Counter:
+        """(verb, resource) -> count of ``user``'s requests logged between two marks (a watch counts once)."""
+        counts: collections.Counter = collections.Counter()
+        with open(self.path, "rb") as f:
+            f.seek(since)
+            data = f.read((until - since) if until is not None else -1)
+        for line in data.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("user", {}).get("username") != user:
+                continue
+            if event.get("verb") == "watch" and event.get("stage") != "ResponseStarted":
+                continue  # a watch logs when it starts and again when it ends
+            ref = event.get("objectRef") or {}
+            resource = ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource") else "")
+            counts[(event.get("verb"), resource)] += 1
+        return counts
+
+
+def flux_crds() -> list[dict]:
+    """The CRDs of Flux's source- and kustomize-controller, read from their Go modules (never committed)."""
+    docs = []
+    for name in ("source-controller", "kustomize-controller"):
+        tool = tools.TOOLS[name]
+        for path in sorted((tools.module_dir(tool.module, tool.version) / "config" / "crd" / "bases").glob("*.yaml")):
+            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+class Cluster:
+    """A fresh control plane with an audit log, Flux's CRDs and Flux's source-controller serving ``repo``."""
+
+    def __init__(self, workdir: Path, git_url: str):
+        self.workdir = workdir
+        audit_policy = workdir / "audit-policy.yaml"
+        workdir.mkdir(parents=True, exist_ok=True)
+        audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        self.audit = Audit(workdir / "audit.log")
+        self.plane = ControlPlane(workdir / "plane", log=lambda m: None, extra_apiserver_args=(
+            f"--audit-policy-file={audit_policy}", f"--audit-log-path={self.audit.path}", "--audit-log-format=json",
+            "--audit-log-mode=batch", "--audit-log-batch-max-wait=1s"))
+        self.git_url = git_url
+        self.processes: list[Process] = []
+
+    def start(self) -> "Cluster":
+        self.plane.start(timeout=120)
+        self.kube = KubeClient.from_kubeconfig(self.plane.kubeconfig)
+        apply_staged(self.kube, flux_crds())
+        self.kube.forget_discovery()
+        for ns in (SOURCE_NAMESPACE,):
+            self.kube.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        port = free_port()
+        self.source = self.spawn("source-controller", [
+            str(tools.ensure("source-controller")), f"--storage-path={self.workdir / 'storage'}",
+            f"--storage-addr=127.0.0.1:{port}", f"--storage-adv-addr=127.0.0.1:{port}", "--metrics-addr=0",
+            "--health-addr=0", "--log-level=error", "--concurrent=4"])
+        self.kube.create(GIT_REPOSITORY, {
+            "apiVersion": GIT_REPOSITORY.api_version, "kind": "GitRepository",
+            "metadata": {"name": "repo", "namespace": SOURCE_NAMESPACE},
+            "spec": {"url": self.git_url, "interval": "10m", "ref": {"branch": "main"}}}, SOURCE_NAMESPACE)
+        if wait_until(lambda: _ready(self.kube.get(GIT_REPOSITORY, "repo", SOURCE_NAMESPACE)), 120, 0.2) is None:
+            raise SystemExit(f"Flux's source-controller did not make GitRepository/repo Ready; see {self.source.log}")
+        return self
+
+    def spawn(self, user: str, argv: list[str]) -> "Process":
+        proc = Process(argv, self.plane.kubeconfig_for(user, ["system:masters"]), self.workdir / f"{user}.log")
+        self.processes.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            proc.stop()
+        self.plane.stop()
+
+
+class Process(sources_bench.Controller):
+    """A controller process out of cluster, as its own user (peak RSS and stop as the sources benchmark)."""
+
+    def __init__(self, argv: list[str], kubeconfig: Path, log: Path):
+        self.log = log
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "RUNTIME_NAMESPACE": SOURCE_NAMESPACE,
+               "PYTHONPATH": str(ROOT)}
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen([*argv, f"--kubeconfig={kubeconfig}"], env=env, stdout=out, stderr=out,
+                                         cwd=ROOT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def kustomize_controller(cluster: Cluster, implementation: str, concurrent: int) -> Process:
+    common = [f"--concurrent={concurrent}", "--metrics-addr=0", "--health-addr=0", "--log-level=error"]
+    if implementation == "flux":
+        argv = [str(tools.ensure("kustomize-controller")), *common]
+    else:
+        argv = [sys.executable, "-m", "controllers", "kustomize-controller", "--log-encoding=console", *common]
+    return cluster.spawn("kustomize-controller", argv)
+
+
+def _ready(obj: dict) -> bool:
+    return (find_condition(obj, "Ready") or {}).get("status") == "True"
+
+
+# ---------------------------------------------------------------------------------------------- one run
+
+def run(implementation: str, size: int, git_url: str, workdir: Path, args) -> dict:
+    """One implementation at one N on a fresh cluster: its figures (None where not reached)."""
+    cluster = Cluster(workdir / f"{implementation}-{size}", git_url).start()
+    kube, audit, figures = cluster.kube, cluster.audit, {}
+    namespace = "apps"
+    try:
+        kube.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        controller = kustomize_controller(cluster, implementation, args.concurrent)
+        time.sleep(5)  # process start-up and informers: not part of the figures
+        since, started = audit.mark(), time.monotonic()
+        for i in range(size):
+            kube.create(KUSTOMIZATION, {
+                "apiVersion": KUSTOMIZATION.api_version, "kind": "Kustomization",
+                "metadata": {"name": f"app-{i:04d}", "namespace": namespace},
+                "spec": {"interval": INTERVAL, "path": "./app", "prune": True, "targetNamespace": namespace,
+                         "namePrefix": f"k{i:04d}-",
+                         "sourceRef": {"kind": "GitRepository", "name": "repo", "namespace": SOURCE_NAMESPACE}}},
+                namespace)
+
+        def all_ready() -> bool:
+            return sum(_ready(o) for o in kube.list(KUSTOMIZATION, namespace)["items"]) == size
+
+        elapsed = wait_until(all_ready, args.timeout, 0.5)
+        if elapsed is None:
+            print(f"  {implementation}: not all {size} Ready within {args.timeout:.0f} s; see {controller.log}")
+            return figures
+        figures["ready_s"] = time.monotonic() - started
+        time.sleep(2)  # the audit log is written in batches of up to 1 s
+        requests = audit.requests("kustomize-controller", since)
+        figures["requests_per_ks"] = sum(requests.values()) / size
+        figures["top_requests"] = requests.most_common(6)
+        if args.cli and size == 100:
+            figures["cli"] = measure_cli(cluster)
+        if args.idle:
+            time.sleep(10)
+            since = audit.mark()
+            time.sleep(args.idle)
+            time.sleep(2)
+            idle = audit.requests("kustomize-controller", since, audit.mark())
+            figures["idle_per_min"] = sum(idle.values()) * 60 / args.idle
+            figures["idle_top"] = idle.most_common(6)
+        figures["edit_s"], figures["scale_s"] = correct_drift(kube, namespace, size, args.drift_timeout)
+        figures["rss_mib"] = controller.peak_rss_mib()
+        if controller.proc.poll() is not None:
+            print(f"  {implementation}: the controller exited ({controller.proc.returncode}); see {controller.log}")
+        return figures
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.workdir, ignore_errors=True)
+
+
+def correct_drift(kube: KubeClient, namespace: str, size: int, timeout: float) -> tuple[float | None, float | None]:
+    """Seconds until a direct edit of a ConfigMap and a ``kubectl scale`` are undone (None: not within timeout)."""
+    i = size // 2
+    cm_name, deploy_name = f"k{i:04d}-settings", f"k{i:04d}-web"
+    cm = kube.get(CONFIGMAP, cm_name, namespace)
+    cm["data"] = {"color": "red"}
+    started = time.monotonic()
+    kube.replace(CONFIGMAP, cm_name, cm, namespace, field_manager="kubectl-edit")
+    edit = wait_until(lambda: kube.get(CONFIGMAP, cm_name, namespace).get("data", {}).get("color") == "blue",
+                      timeout, 0.1)
+    edit = time.monotonic() - started if edit is not None else None
+    started = time.monotonic()
+    kube.patch(DEPLOYMENT, deploy_name, {"spec": {"replicas": 3}}, namespace, subresource="scale",
+               field_manager="kubectl")
+    scale = wait_until(lambda: kube.get(DEPLOYMENT, deploy_name, namespace)["spec"]["replicas"] == 0, timeout, 0.1)
+    scale = time.monotonic() - started if scale is not None else None
+    return edit, scale
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+
+def _median_wall(argv: list[str], env: dict, runs: int = 7) -> float | None:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        proc = subprocess.run(argv, env=env, capture_output=True)
+        times.append(time.perf_counter() - started)
+        if proc.returncode != 0:
+            print(f"  {' '.join(argv)} failed: {proc.stderr.decode()[-300:]}")
+            return None
+    return statistics.median(times)
+
+
+def measure_cli(cluster: Cluster) -> dict:
+    """Median wall times of the installed ``fluxpy`` console script and of the Go ``flux`` CLI."""
+    env = {**os.environ, "KUBECONFIG": str(cluster.plane.kubeconfig), "NO_COLOR": "1"}
+    fluxpy = shutil.which("fluxpy") or str(Path(sys.executable).with_name("fluxpy"))
+    try:
+        flux = str(tools.ensure("flux"))
+    except tools.ToolError as exc:
+        print(f"  the Go flux CLI is not available ({exc}); measuring fluxpy alone")
+        flux = None
+    out = {}
+    for label, args in (("get ks -A", ["get", "ks", "-A"]), ("--help", ["--help"]),
+                        ("version --client", ["version", "--client"])):
+        out[label] = (_median_wall([fluxpy, *args], env), _median_wall([flux, *args], env) if flux else None)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+ROWS = (
+    ("time to all Ready", "ready_s", "{:.1f} s"),
+    ("requests per Kustomization", "requests_per_ks", "{:.1f}"),
+    ("peak RSS", "rss_mib", "{:.0f} MiB"),
+    (f"idle requests per minute ({INTERVAL})", "idle_per_min", "{:.0f}"),
+    ("drift: ConfigMap edit undone", "edit_s", "{:.1f} s"),
+    ("drift: kubectl scale undone", "scale_s", "{:.1f} s"),
+)
+
+
+def _fmt(template: str, value) -> str:
+    return template.format(value) if isinstance(value, (int, float)) else "—"
+
+
+def _ratio(ours, theirs) -> str:
+    if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) and theirs:
+        return f"{ours / theirs:.2f}×"
+    return "—"
+
+
+def report(results: dict[int, dict[str, dict]]) -> None:
+    print("\n| N | figure | Flux | fluxpy | fluxpy/Flux |\n|---|---|---|---|---|")
+    for size, by_impl in results.items():
+        flux, ours = by_impl.get("flux", {}), by_impl.get("fluxpy", {})
+        for label, key, template in ROWS:
+            print(f"| {size} | {label} | {_fmt(template, flux.get(key))} | {_fmt(template, ours.get(key))} | "
+                  f"{_ratio(ours.get(key), flux.get(key))} |")
+    for size, by_impl in results.items():
+        for impl, figures in by_impl.items():
+            for key in ("top_requests", "idle_top"):
+                if figures.get(key):
+                    listing = ", ".join(f"{verb} {res} {n}" for (verb, res), n in figures[key])
+                    print(f"  N={size} {impl} {key.replace('_', ' ')}: {listing}")
+    cli = next((f["cli"] for by in results.values() for f in by.values() if f.get("cli")), None)
+    if cli:
+        print("\n| CLI (100 Kustomizations, median of 7) | Go flux | fluxpy | fluxpy/flux |\n|---|---|---|---|")
+        for label, (ours, theirs) in cli.items():
+            print(f"| {label} | {_fmt('{:.3f} s', theirs)} | {_fmt('{:.3f} s', ours)} | {_ratio(ours, theirs)} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,500,1000")
+    parser.add_argument("--only", choices=IMPLEMENTATIONS, help="run one implementation only")
+    parser.add_argument("--concurrent", type=int, default=4)
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle measurement (0: none)")
+    parser.add_argument("--drift-timeout", type=float, default=90.0)
+    parser.add_argument("--timeout", type=float, default=1800.0, help="bound on the wait for all Ready, per run")
+    parser.add_argument("--cli", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
+                        help="measure the CLIs at N=100")
+    args = parser.parse_args()
+    for name in ("source-controller", "kustomize-controller"):
+        tools.ensure(name)
+    workdir = Path(tempfile.mkdtemp(prefix="fluxpy-bench-vs-flux-"))
+    git = GitHTTPServer(workdir / "git")
+    git.repo("fleet", APP)
+    git.start()
+    results: dict[int, dict[str, dict]] = {}
+    impls = [args.only] if args.only else list(IMPLEMENTATIONS)
+    print(f"Flux kustomize-controller {tools.TOOLS['kustomize-controller'].version} vs fluxpy, Flux "
+          f"source-controller {tools.TOOLS['source-controller'].version} for both, Python "
+          f"{sys.version.split()[0]}, {os.cpu_count()} CPUs, --concurrent {args.concurrent}, interval {INTERVAL}")
+    try:
+        for size in [int(s) for s in args.sizes.split(",") if s]:
+            for impl in impls:
+                print(f"N={size} {impl} ...", flush=True)
+                results.setdefault(size, {})[impl] = figures = run(impl, size, git.url("fleet"), workdir, args)
+                print("  " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in figures.items() if k not in ("top_requests", "idle_top", "cli")),
+                      flush=True)
+        report(results)
+    finally:
+        git.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
