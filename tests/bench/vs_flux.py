@@ -160,7 +160,7 @@ class Process(sources_bench.Controller):
                "PYTHONPATH": str(ROOT)}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         with open(log, "wb") as out:
-            self.proc = subprocess.Popen([*argv, f"--kubeconfig={kubeconfig}"], env=env, stdout=out, stderr=out,
+            self.proc = subprocess.Popen(list(argv), env=env, stdout=out, stderr=out,
                                          cwd=ROOT)
 
     def stop(self) -> None:
@@ -233,10 +233,10 @@ def run(implementation: str, size: int, git_url: str, workdir: Path, args) -> di
         figures["rss_mib"] = controller.peak_rss_mib()
         if controller.proc.poll() is not None:
             print(f"  {implementation}: the controller exited ({controller.proc.returncode}); see {controller.log}")
+        shutil.rmtree(cluster.workdir, ignore_errors=True)
         return figures
     finally:
         cluster.stop()
-        shutil.rmtree(cluster.workdir, ignore_errors=True)
 
 
 def correct_drift(kube: KubeClient, namespace: str, size: int, timeout: float) -> tuple[float | None, float | None]:
@@ -361,9 +361,9 @@ def main() -> None:
                                        for k, v in figures.items() if k not in ("top_requests", "idle_top", "cli")),
                       flush=True)
         report(results)
-    finally:
-        git.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+    finally:
+        git.stop()  # a failed run keeps its work directory (controller logs) for a post-mortem
 
 
 if __name__ == "__main__":
