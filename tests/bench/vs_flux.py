@@ -128,6 +128,7 @@ class Cluster:
         for ns in (SOURCE_NAMESPACE,):
             self.kube.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         port = free_port()
+        (self.workdir / "storage").mkdir(parents=True, exist_ok=True)
         self.source = self.spawn("source-controller", [
             str(tools.ensure("source-controller")), f"--storage-path={self.workdir / 'storage'}",
             f"--storage-addr=127.0.0.1:{port}", f"--storage-adv-addr=127.0.0.1:{port}", "--metrics-addr=0",
