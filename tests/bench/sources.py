@@ -76,9 +76,10 @@ class Controller:
                 f"--storage-path={workdir / ('storage-' + namespace)}", f"--storage-addr=127.0.0.1:{self.port}"]
         self.spawn(argv, namespace)
 
-    def spawn(self, argv: list[str], namespace: str) -> None:
-        """Start the controller process: ``RUNTIME_NAMESPACE=namespace``, out of cluster, output to ``self.log``."""
-        env = {**os.environ, "RUNTIME_NAMESPACE": namespace, "PYTHONPATH": str(ROOT)}
+    def spawn(self, argv: list[str], namespace: str, extra_env: dict[str, str] | None = None) -> None:
+        """Start the controller process: ``RUNTIME_NAMESPACE=namespace`` (plus ``extra_env``), out of cluster,
+        output to ``self.log``."""
+        env = {**os.environ, "RUNTIME_NAMESPACE": namespace, "PYTHONPATH": str(ROOT), **(extra_env or {})}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, cwd=ROOT)
@@ -88,6 +89,8 @@ class Controller:
         return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
     def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(60)

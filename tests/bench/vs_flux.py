@@ -32,7 +32,6 @@ import collections
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -157,21 +156,7 @@ class Process(sources_bench.Controller):
 
     def __init__(self, argv: list[str], kubeconfig: Path, log: Path):
         self.log = log
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "RUNTIME_NAMESPACE": SOURCE_NAMESPACE,
-               "PYTHONPATH": str(ROOT)}
-        env.pop("KUBERNETES_SERVICE_HOST", None)
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(list(argv), env=env, stdout=out, stderr=out,
-                                         cwd=ROOT)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        self.spawn(list(argv), SOURCE_NAMESPACE, {"KUBECONFIG": str(kubeconfig)})
 
 
 def kustomize_controller(cluster: Cluster, implementation: str, concurrent: int) -> Process:

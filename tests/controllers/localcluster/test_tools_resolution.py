@@ -69,3 +69,16 @@ def test_control_plane_reports_missing_binaries(isolated):
         ControlPlane(isolated / "plane").start(timeout=10)
     message = str(err.value)
     assert message.startswith("etcd ") and "FLUXPY_ETCD" in message and "install Go" in message
+
+
+def test_main_without_names_skips_benchmark_only_tools(isolated, monkeypatch, capsys):
+    """`make tools` (main with no names) never builds Flux's own binaries; naming one builds it."""
+    resolved = []
+    monkeypatch.setattr(tools, "ensure", lambda name, log=None: resolved.append(name) or Path("/bin/true"))
+    assert tools.main([]) == 0
+    bench_only = {name for name, tool in tools.TOOLS.items() if tool.bench_only}
+    assert bench_only >= {"kustomize-controller", "source-controller", "flux"}
+    assert resolved and not bench_only & set(resolved)
+    resolved.clear()
+    assert tools.main(["flux"]) == 0
+    assert resolved == ["flux"]
