@@ -39,8 +39,9 @@ demo-down: ## stop the demo's Git server, the control plane and the controllers
 	$(PYTHON) -m bootstrap.demo down
 	$(FLUXPY) dev down
 
-completions: ## regenerate the shell completion scripts under completions/
-	$(PYTHON) -c 'from pathlib import Path; from flux_cli.commands.completion import write_all; write_all(Path("completions"))'
+completions: ## regenerate the shell completion scripts under completions/ and the CLI's command index
+	$(PYTHON) -c 'from flux_cli.main import write_index; write_index("flux_cli/command_index.py")'
+	$(PYTHON) -c 'from pathlib import Path; from flux_cli.main import app; from flux_cli.commands.completion import write_all; write_all(Path("completions"))'
 
 golden: ## regenerate the golden files of CLI and manifest output (then review the diff)
 	FLUXPY_UPDATE_GOLDEN=1 $(PYTHON) -m pytest -q tests/manifestgen tests/flux_cli/test_golden_output.py

@@ -1,5 +1,6 @@
 """The root Typer application and its global flags. Command modules add their commands to :data:`app`;
-:mod:`flux_cli.main` imports them all (so a command module never imports ``main``: no import cycle)."""
+:mod:`flux_cli.main` imports those a command line needs (so a command module never imports ``main``: no import
+cycle)."""
 from __future__ import annotations
 
 from typing import Optional

@@ -143,6 +143,10 @@ class DriftWatcher:
             return None
         return informer.get(f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name)
 
+    def covers(self, refs: Iterable[ObjectRef]) -> bool:
+        """Whether every object of ``refs`` is in a synced watch cache (so a change to it would be reported)."""
+        return all(self.live(ref) is not None for ref in refs)
+
     # ------------------------------------------------------------------ events
 
     def _handler(self, rt: ResourceType) -> Callable[[str, dict | None, dict | None], None]:

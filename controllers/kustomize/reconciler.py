@@ -29,6 +29,14 @@ Beyond Flux: the objects each Kustomization applied are watched (:mod:`controlle
 object changed or deleted by someone else is re-applied from the last build within seconds, without a new
 fetch, build or dry run of the whole set; the watch caches also spare the apply of unchanged objects. A
 dependency becoming Ready wakes the Kustomizations waiting for it at once.
+
+Beyond Flux, the periodic run is cheap: the Kustomization and its source are read from the informers' caches,
+and a run with nothing new (same revision, generation and reconcile request, Ready, no drift watched) still
+fetches and builds, but when the build's digest is the one last applied and every applied object is in the
+watch caches it skips the dry run and the apply, writes no progress and no status, and records no event (the
+log says so; health checks still run). So an idle Kustomization costs no apiserver request per interval,
+where Flux's costs a GET, a dry run per object and several status patches. ``fluxpy reconcile`` (a new
+``requestedAt``) always runs Flux's full reconciliation.
 """
 from __future__ import annotations
 
@@ -65,8 +73,8 @@ from controllers.runtime.flags import (DEFAULT_SERVICE_ACCOUNT, HTTP_RETRY, INSE
                                       INSECURE_KUBECONFIG_TLS, NO_CROSS_NAMESPACE_REFS, OVERRIDE_MANAGER, FeatureGates,
                                       OptionFlag, add_option_flags, feature_gates_flag, options_from_args)
 from controllers.runtime import conditions as cond
-from controllers.runtime.apply import (FIELD_MANAGER, SKIPPED, UNKNOWN, ApplyError, ChangeSet, ObjectRef,
-                                       ResourceManager, kustomization_apply_options)
+from controllers.runtime.apply import (FIELD_MANAGER, SKIPPED, UNCHANGED, UNKNOWN, ApplyError, ChangeSet,
+                                       ChangeSetEntry, ObjectRef, ResourceManager, kustomization_apply_options)
 from controllers.runtime.conditions import Conditions
 from controllers.runtime.controller import ReconcileContext, Reconciler, Watch
 from controllers.runtime.kube import KubeClient, KubeError, NotFound
@@ -339,6 +347,9 @@ class KustomizationReconciler(Reconciler):
         rt = SOURCE_KINDS.get(kind)
         if rt is None:
             raise RetryableError(f"source `{name}` kind '{kind}' not supported", reason=meta.ARTIFACT_FAILED_REASON)
+        cached = ctx.controller.cached(rt, namespace, name)
+        if cached is not None:
+            return cached
         try:
             return ctx.kube.get(rt, name, namespace)
         except NotFound as exc:
@@ -361,9 +372,9 @@ class KustomizationReconciler(Reconciler):
         timeout = self._timeout(obj)
         took = format_duration(timeout)
         watcher = self._drift_watcher(ctx)
-        if watcher is not None:
-            watcher.take(ctx.key)  # this run re-applies everything
-        ctx.progress(f"Fetching manifests for revision {revision} with a timeout of {took}")
+        applied = self._periodic_rerun(ctx, obj, watcher, revision)
+        if applied is None:
+            ctx.progress(f"Fetching manifests for revision {revision} with a timeout of {took}")
         old_inventory = copy.deepcopy(status.get("inventory"))
 
         with tempfile.TemporaryDirectory(prefix="kustomization-") as tmp:
@@ -378,13 +389,18 @@ class KustomizationReconciler(Reconciler):
                 raise ArtifactError(exc.message) from None
             resolve_path(Path(tmp), spec.get("path") or "")
             status["lastAttemptedRevision"] = revision
-            ctx.progress(f"Building manifests for revision {revision} with a timeout of {took}")
+            if applied is None:
+                ctx.progress(f"Building manifests for revision {revision} with a timeout of {took}")
             client, remote = self._target_client(ctx, obj)
             result = build(tmp, spec, name=name, namespace=namespace, kube=ctx.kube,
                            strict_substitution=self.options.gate("StrictPostBuildSubstitutions"),
                            no_remote_bases=self.options.no_remote_bases,
                            sops_age_secret=self._sops_age_secret(), timeout=timeout)
 
+        if applied is not None and self._unchanged(ctx.key, applied, watcher, result.digest, status):
+            return self._confirm(ctx, obj, client, evaluators, applied, revision, annotations, timeout)
+        if watcher is not None:
+            watcher.take(ctx.key)  # this run re-applies everything
         history_meta = {"revision": revision, **({"originRevision": origin} if origin else {})}
         objects = result.objects
         manager = ResourceManager(client)
@@ -455,9 +471,54 @@ class KustomizationReconciler(Reconciler):
         return Success(f"Applied revision: {revision}", reason=meta.RECONCILIATION_SUCCEEDED_REASON, notify=False,
                        requeue_after=self.options.handover_requeue if pruned.deferred else None)
 
+    # ------------------------------------------------------------------ periodic runs (beyond Flux)
+
+    def _periodic_rerun(self, ctx: ReconcileContext, obj: dict, watcher: DriftWatcher | None,
+                        revision: str) -> _Applied | None:
+        """What this controller last applied, when this run is only the periodic one: the same revision,
+        generation and reconcile request, Ready, and no drift reported. None: a run with news."""
+        if watcher is None or watcher.pending(ctx.key) or not cond.is_ready(obj):
+            return None
+        meta_, status = obj["metadata"], obj.get("status") or {}
+        requested = (meta_.get("annotations") or {}).get(meta.RECONCILE_REQUEST_ANNOTATION)
+        generation = int(meta_.get("generation") or 0)
+        with self._lock:
+            applied = self._applied.get(ctx.key)
+        if (applied is None or applied.revision != revision or status.get("lastAppliedRevision") != revision
+                or applied.generation != generation or int(status.get("observedGeneration") or 0) != generation
+                or applied.requested_at != requested
+                or (requested is not None and requested != status.get("lastHandledReconcileAt"))):
+            return None
+        return applied
+
+    @staticmethod
+    def _unchanged(key: str, applied: _Applied, watcher: DriftWatcher, digest: str, status: dict) -> bool:
+        """Whether a server-side dry run would find nothing to do: the build is the one applied, no drift
+        is reported and every object of the inventory is in the watch caches (so a change would have been)."""
+        return (digest == applied.digest and not watcher.pending(key)
+                and watcher.covers(inventory_refs(status.get("inventory"))))
+
+    def _confirm(self, ctx: ReconcileContext, obj: dict, client: KubeClient, evaluators: dict, applied: _Applied,
+                 revision: str, annotations: dict[str, str], timeout: float) -> Success:
+        """End a periodic run that found nothing new: no dry run, no apply, no status write, no event (only
+        the health checks run again, when the Kustomization has them)."""
+        ctx.log.info("manifests unchanged and no drift watched since the last apply, skipping the dry run",
+                     revision=revision)
+        if dig(obj, "spec.wait") or dig(obj, "spec.healthChecks"):
+            refs = inventory_refs(dig(obj, "status.inventory"))
+            self._check_health(ctx, obj, client, evaluators, ChangeSet(ChangeSetEntry(ref, UNCHANGED) for ref in refs), revision, annotations,
+                               is_new_revision=False, drifted=False, timeout=timeout, quiet=True)
+        with self._lock:
+            applied.next_full = time.monotonic() + _interval(obj)
+        return Success(f"Applied revision: {revision}", reason=meta.RECONCILIATION_SUCCEEDED_REASON, notify=False)
+
+    # ------------------------------------------------------------------ health
+
     def _check_health(self, ctx: ReconcileContext, obj: dict, client: KubeClient, evaluators: dict,
                       changes: ChangeSet, revision: str, annotations: dict[str, str], *, is_new_revision: bool,
-                      drifted: bool, timeout: float) -> None:
+                      drifted: bool, timeout: float, quiet: bool = False) -> None:
+        """Flux's health checks (``wait``, ``healthChecks``, ``healthCheckExprs``) of what was applied; a
+        ``quiet`` re-check (a periodic run with nothing new) writes nothing while the objects stay healthy."""
         spec = obj.get("spec") or {}
         refs = health_check_refs(obj, changes.refs()) if spec.get("wait") or spec.get("healthChecks") else []
         if not refs:
@@ -465,8 +526,9 @@ class KustomizationReconciler(Reconciler):
             return
         was_healthy = cond.is_true(obj, meta.HEALTHY)
         message = f"Running health checks for revision {revision} with a timeout of {format_duration(timeout)}"
-        cond.mark_unknown(obj, meta.HEALTHY, cond.PROGRESSING, message)
-        ctx.progress(message)
+        if not (quiet and was_healthy):
+            cond.mark_unknown(obj, meta.HEALTHY, cond.PROGRESSING, message)
+            ctx.progress(message)
         running = None
         if self.options.gate("CancelHealthCheckOnNewRevision"):
             ref = dig(obj, "spec.sourceRef") or {}
@@ -496,6 +558,8 @@ class KustomizationReconciler(Reconciler):
         passed = f"Health check passed in {format_duration(result.elapsed)}"
         if not was_healthy or (is_new_revision and drifted):
             ctx.event("Normal", _ready_reason(obj), passed, annotations)
+        if quiet and was_healthy:
+            return
         cond.mark_true(obj, meta.HEALTHY, meta.SUCCEEDED_REASON, passed)
         ctx.patch_status()
 

@@ -5,7 +5,8 @@ needs clean-up). The runtime does the rest, for every object of :attr:`Reconcile
 
 1. watch it (and the kinds of :meth:`Reconciler.watches`), queue its key on a new object, a spec change
    (generation), a new ``reconcile.fluxcd.io/requestedAt`` or a deletion — never on status-only updates;
-2. read it fresh; when it is being deleted call ``finalize`` and remove the ``finalizers.fluxcd.io``
+2. read it from the informer's cache (a GET when the cache is older than this controller's own last write
+   of it, or does not hold it yet: see :meth:`Controller.read`); when it is being deleted call ``finalize`` and remove the ``finalizers.fluxcd.io``
    finalizer (objects being deleted without our finalizer are ignored); otherwise add the finalizer first;
 3. skip it when :meth:`Reconciler.suspended` (``spec.suspend: true`` unless a kind says otherwise) — logged,
    and the reconcile request still acknowledged;
@@ -20,6 +21,7 @@ needs clean-up). The runtime does the rest, for every object of :attr:`Reconcile
 from __future__ import annotations
 
 import abc
+import copy
 import dataclasses
 import random
 import threading
@@ -214,6 +216,8 @@ class Controller:
             for w in reconciler.watches()
         ]
         self._workers: list[threading.Thread] = []
+        self._written: dict[str, str] = {}
+        """key -> the resourceVersion this controller last read or wrote (see :meth:`read`)."""
         self._active = 0
         self._active_lock = threading.Lock()
         self.metrics.max_concurrent.set(self.name, value=cs.concurrent)
@@ -260,6 +264,7 @@ class Controller:
     def _on_event(self, type_: str, old: dict | None, new: dict | None) -> None:
         if type_ == "DELETED":
             key = object_key(old)
+            self._written.pop(key, None)
             self.queue.cancel(key)
             self.queue.forget(key)
             namespace, name = split_key(key)
@@ -275,6 +280,36 @@ class Controller:
             for key in watch.map(new if new is not None else old):
                 self.queue.add(key)
         return handle
+
+    # ------------------------------------------------------------------ reading
+
+    def read(self, key: str) -> dict | None:
+        """The object of ``key`` to reconcile (a copy; None when it is gone).
+
+        As Flux's controllers, from the informer's cache — no GET per reconciliation — unless the cache may be
+        older than what this controller itself last wrote (a reconciliation queued again right after its
+        status patch, before the watch delivered it): then a GET. resourceVersions are compared as the
+        integers etcd makes them; one that is not an integer always means a GET.
+        """
+        cached = self.informer.get(key) if self.informer.synced.is_set() else None
+        if cached is not None and _not_older(cached, self._written.get(key)):
+            return copy.deepcopy(cached)
+        namespace, name = split_key(key)
+        try:
+            return self.kube.get(self.rt, name, namespace)
+        except NotFound:
+            return None
+
+    def cached(self, rt: ResourceType, namespace: str | None, name: str) -> dict | None:
+        """A copy of an object of another kind from this controller's synced informers (:meth:`Reconciler.
+        watches`), None when none of them holds it (then read it from the apiserver)."""
+        key = f"{namespace}/{name}" if namespace and rt.namespaced else name
+        for informer in self.secondary:
+            if informer.rt.plural == rt.plural and informer.rt.group == rt.group and informer.synced.is_set():
+                found = informer.get(key)
+                if found is not None:
+                    return copy.deepcopy(found)
+        return None
 
     # ------------------------------------------------------------------ processing
 
@@ -305,12 +340,19 @@ class Controller:
         reconcile_id = str(uuid.uuid4())
         log = self.log.with_values(kind=self.rt.kind, namespace=namespace or "", name=name, reconcileID=reconcile_id)
         started = time.monotonic()
-        try:
-            obj = self.kube.get(self.rt, name, namespace)
-        except NotFound:
+        obj = self.read(key)
+        if obj is None:
             self.queue.cancel(key)
             self.queue.forget(key)
             return None
+        try:
+            return self._process(key, obj, log, reconcile_id, started)
+        finally:
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if rv:
+                self._written[key] = rv
+
+    def _process(self, key: str, obj: dict, log: Logger, reconcile_id: str, started: float) -> Decision | None:
         obj.setdefault("apiVersion", self.rt.api_version)
         obj.setdefault("kind", self.rt.kind)
         obj.setdefault("status", {})
@@ -428,3 +470,13 @@ class Controller:
         self.metrics.reconcile_time.observe(self.name, value=time.monotonic() - started)
         ctx.log.info("Finalization completed, finalizer removed")
         return Decision(result="success")
+
+
+def _not_older(obj: dict, resource_version: str | None) -> bool:
+    """Whether ``obj`` is at least as new as ``resource_version`` (False when they cannot be compared)."""
+    if not resource_version:
+        return True
+    try:
+        return int(obj["metadata"]["resourceVersion"]) >= int(resource_version)
+    except (KeyError, TypeError, ValueError):
+        return False

@@ -310,6 +310,51 @@ def test_drift_is_corrected_at_the_interval_without_the_watch(kube, namespace, k
     wait(kube, CONFIGMAP, namespace, "a", lambda c: c["data"] == {"v": "1"}, "reverted at the interval", 10)
 
 
+def _worker_requests(monkeypatch, kube) -> list[tuple[str, str, dict]]:
+    """Record the apiserver requests the Kustomization controller's workers send (method, path, params)."""
+    import threading
+    seen: list[tuple[str, str, dict]] = []
+    original = kube.request
+
+    def request(method, path, **kw):
+        if threading.current_thread().name.startswith("kustomization-worker"):
+            seen.append((method, path, dict(kw.get("params") or {})))
+        return original(method, path, **kw)
+    monkeypatch.setattr(kube, "request", request)
+    return seen
+
+
+def test_an_idle_periodic_run_sends_no_write_and_no_dry_run(kube, namespace, ks_controller, artifact_sources,
+                                                             monkeypatch):
+    """Beyond Flux: a periodic run with nothing new reads from the caches and skips the dry run; a new build
+    (a substituted value changed, which no watch reports) and drift are still applied."""
+    kube.create(CONFIGMAP, {"metadata": {"name": "vars"}, "data": {"color": "blue"}}, namespace)
+    artifact_sources.publish(namespace, "app", {**APP, "deploy/cm.yaml": configmap("settings", color="${color}")})
+    reconciler = ks_controller()
+    kube.create(KUSTOMIZATION, ks_object("app", namespace, path="./deploy", targetNamespace=namespace,
+                                         interval="1s", postBuild={"substituteFrom": [
+                                             {"kind": "ConfigMap", "name": "vars"}]}), namespace)
+    ready(kube, "app", namespace)
+    until(lambda: len(reconciler.drift.watched_kinds()) == 3, "the watches of applied kinds")
+    time.sleep(2.0)  # the watches list; a periodic run after that
+    before = kube.get(KUSTOMIZATION, "app", namespace)
+    requests = _worker_requests(monkeypatch, kube)
+    time.sleep(3.5)  # three periodic runs
+    after = kube.get(KUSTOMIZATION, "app", namespace)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], "a status write"
+    writes = [r for r in requests if r[0] != "GET" or r[2].get("dryRun")]
+    assert writes == [], writes
+    reads = sorted({path.rsplit("/", 2)[-2] for _, path, _ in requests})
+    assert reads == ["configmaps"], reads  # the substituted values; the Kustomization and its source: caches
+    assert sum(1 for _, path, _ in requests if path.endswith("/configmaps/vars")) >= 3, "no periodic run"
+
+    kube.patch(CONFIGMAP, "vars", {"data": {"color": "red"}}, namespace)
+    wait(kube, CONFIGMAP, namespace, "settings", lambda c: c["data"] == {"color": "red"}, "the new build", 10)
+    kube.patch(CONFIGMAP, "settings", {"data": {"color": "green"}}, namespace)
+    wait(kube, CONFIGMAP, namespace, "settings", lambda c: c["data"] == {"color": "red"}, "drift reverted", 10)
+    assert any(r[2].get("dryRun") for r in requests), "the new build was not dry-run"
+
+
 # --------------------------------------------------------------------------- hand-over
 
 def test_a_renamed_kustomization_hands_its_objects_over(kube, namespace, ks_controller, artifact_sources):

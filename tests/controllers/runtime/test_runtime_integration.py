@@ -619,3 +619,48 @@ def test_patcher_takes_owned_conditions_from_ours_and_the_rest_from_the_server(k
     assert cond.get(got, "PolicyCompliant")["reason"] == "Checked"
     assert cond.get(got, "Built")["reason"] == "Succeeded" and cond.is_ready(got)
     assert cond.get(ours, "PolicyCompliant")["reason"] == "Checked"  # our copy shows the server's
+
+
+class CountingReconciler(Reconciler):
+    """Counts its runs in ``status.count`` and runs again at once until ``spec.upTo``, then at ``spec.interval``."""
+
+    kind = WIDGET
+    finalizer = None
+
+    def __init__(self):
+        self.seen: list[int] = []
+
+    def reconcile(self, ctx, obj):
+        count = int(obj["status"].get("count") or 0)
+        self.seen.append(count)
+        if count < obj["spec"]["upTo"]:
+            obj["status"]["count"] = count + 1
+            return Success("counting", requeue_after=0.01)
+        return Success("counted")
+
+
+def test_reads_come_from_the_cache_but_never_older_than_the_last_write(kube, namespace, widget_crd, monkeypatch):
+    gets = []
+    original = kube.get
+
+    def get(rt, name, namespace=None):
+        if rt is WIDGET and threading.current_thread().name.startswith("widget-worker"):
+            gets.append(name)
+        return original(rt, name, namespace)
+    monkeypatch.setattr(kube, "get", get)
+    reconciler = CountingReconciler()
+    ctl = Controller(reconciler, kube, settings_for(namespace, concurrent=1)).start()
+    try:
+        assert ctl.wait_synced(TIMEOUT)
+        kube.create(WIDGET, widget("w", namespace, upTo=8, interval="200ms"), namespace)
+        wait_for(lambda: (kube.get(WIDGET, "w", namespace).get("status") or {}).get("count") == 8, what="count 8")
+        wait_for(lambda: len(reconciler.seen) >= 9, what="the counted run")
+        # each run saw the previous run's write (a stale read would count one twice, or conflict)
+        assert reconciler.seen[:9] == list(range(9)), reconciler.seen
+        gets.clear()
+        runs = len(reconciler.seen)
+        time.sleep(1.5)
+        assert len(reconciler.seen) - runs >= 4, "the periodic runs"
+        assert gets == [], "the periodic runs read the object from the informer's cache"
+    finally:
+        ctl.stop(5)
