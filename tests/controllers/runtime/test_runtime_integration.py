@@ -648,6 +648,14 @@ def test_reads_come_from_the_cache_but_never_older_than_the_last_write(kube, nam
             gets.append(name)
         return original(rt, name, namespace)
     monkeypatch.setattr(kube, "get", get)
+    watch = kube.watch
+
+    def slow_watch(rt, *args, **kwargs):  # the cache lags behind the controller's own writes
+        for event in watch(rt, *args, **kwargs):
+            if rt is WIDGET:
+                time.sleep(0.1)
+            yield event
+    monkeypatch.setattr(kube, "watch", slow_watch)
     reconciler = CountingReconciler()
     ctl = Controller(reconciler, kube, settings_for(namespace, concurrent=1)).start()
     try:
@@ -657,6 +665,9 @@ def test_reads_come_from_the_cache_but_never_older_than_the_last_write(kube, nam
         wait_for(lambda: len(reconciler.seen) >= 9, what="the counted run")
         # each run saw the previous run's write (a stale read would count one twice, or conflict)
         assert reconciler.seen[:9] == list(range(9)), reconciler.seen
+        latest = kube.get(WIDGET, "w", namespace)["metadata"]["resourceVersion"]
+        wait_for(lambda: (ctl.informer.get(f"{namespace}/w") or {}).get("metadata", {}).get("resourceVersion")
+                 == latest, what="the cache caught up")
         gets.clear()
         runs = len(reconciler.seen)
         time.sleep(1.5)
