@@ -4,7 +4,7 @@ and the command modules that register them. Do not edit."""
 COMMANDS = {'check': {'help': "Check the prerequisites and the health of fluxpy's controllers and CRDs.",
            'hidden': False,
            'modules': ('check',)},
- 'completion': {'help': 'Print the shell completion script, e.g. source <(fluxpy completion bash).',
+ 'completion': {'help': 'Print the shell completion script (load it with: source <(fluxpy completion bash)).',
                 'hidden': False,
                 'modules': ('completion',)},
  'events': {'help': 'Show the Kubernetes Events of fluxpy objects in time order.',

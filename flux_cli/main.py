@@ -82,8 +82,10 @@ def index_app():
     from flux_cli.command_index import COMMANDS
     from flux_cli.root import app
 
-    listing = typer.Typer(**{k: getattr(app.info, k) for k in ("name", "help", "no_args_is_help", "context_settings")},
-                          add_completion=False, pretty_exceptions_enable=False)
+    listing = typer.Typer(**{k: getattr(app.info, k) for k in ("cls", "name", "help", "no_args_is_help",
+                                                                "context_settings")},
+                          add_completion=False, pretty_exceptions_enable=False,
+                          rich_markup_mode=app.rich_markup_mode)
     listing.registered_callback = app.registered_callback
     for name, entry in COMMANDS.items():
         listing.command(name, help=entry["help"], hidden=entry["hidden"])(_placeholder)

@@ -21,9 +21,9 @@ from typing import Any, Callable, Optional
 import typer
 
 from flux_cli.app import App, CLIError
-from flux_cli.root import app
+from flux_cli.root import app, command_group
 
-bootstrap_app = typer.Typer(help="Deploy fluxpy on a cluster the GitOps way.", no_args_is_help=True)
+bootstrap_app = command_group("Deploy fluxpy on a cluster the GitOps way.")
 app.add_typer(bootstrap_app, name="bootstrap")
 
 SSH_KEY_ALGORITHMS = ("rsa", "ecdsa", "ed25519")

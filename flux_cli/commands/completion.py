@@ -31,7 +31,7 @@ def script(shell: str) -> str:
 @app.command("completion")
 @handle_errors
 def completion(shell: str = typer.Argument(..., help="bash, zsh, fish or powershell.")) -> None:
-    """Print the shell completion script, e.g. source <(fluxpy completion bash)."""
+    """Print the shell completion script (load it with: source <(fluxpy completion bash))."""
     sys.stdout.write(script(shell))
 
 

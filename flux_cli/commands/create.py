@@ -21,14 +21,14 @@ import typer
 
 from flux_cli.app import App, CLIError
 from flux_cli.flags import VERIFY_PROVIDER
-from flux_cli.root import app
+from flux_cli.root import app, command_group
 
 if TYPE_CHECKING:
     from controllers.api.types import Kind
 
-create_app = typer.Typer(help="Create or update fluxpy objects.", no_args_is_help=True)
-create_source_app = typer.Typer(help="Create or update sources.", no_args_is_help=True)
-create_secret_app = typer.Typer(help="Create or update Secrets for sources and providers.", no_args_is_help=True)
+create_app = command_group("Create or update fluxpy objects.")
+create_source_app = command_group("Create or update sources.")
+create_secret_app = command_group("Create or update Secrets for sources and providers.")
 create_app.add_typer(create_source_app, name="source")
 create_app.add_typer(create_secret_app, name="secret")
 app.add_typer(create_app, name="create")

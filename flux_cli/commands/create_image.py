@@ -14,10 +14,11 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
+from flux_cli.root import command_group
 from flux_cli.commands.create import INTERVAL_OPTION, LABEL_OPTION, apply_or_export, create_app, export_option, \
     go_duration, new_object, parse_labels, sorted_keys
 
-create_image_app = typer.Typer(help="Create or update image automation objects.", no_args_is_help=True)
+create_image_app = command_group("Create or update image automation objects.")
 create_app.add_typer(create_image_app, name="image")
 
 ORDERS = ("asc", "desc")

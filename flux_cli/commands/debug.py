@@ -6,9 +6,9 @@ from __future__ import annotations
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.root import app
+from flux_cli.root import app, command_group
 
-debug_app = typer.Typer(help="Debug Flux resources.", no_args_is_help=True)
+debug_app = command_group("Debug Flux resources.")
 app.add_typer(debug_app, name="debug")
 
 STATUS_DOCS = "# Status documentation: https://fluxcd.io/flux/components/helm/helmreleases/#helmrelease-status"

@@ -7,10 +7,9 @@ from typing import Optional
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.root import app
+from flux_cli.root import app, command_group
 
-dev_app = typer.Typer(help="Run a local control plane (etcd + kube-apiserver) with fluxpy's controllers.",
-                      no_args_is_help=True)
+dev_app = command_group("Run a local control plane (etcd + kube-apiserver) with fluxpy's controllers.")
 app.add_typer(dev_app, name="dev")
 
 STATE_DIR_HELP = "Where the dev cluster keeps its state (default $FLUXPY_STATE_DIR or ~/.local/state/fluxpy/dev)."

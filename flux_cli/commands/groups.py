@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from flux_cli.root import app
+from flux_cli.root import app, command_group
 
-push_app = typer.Typer(help="Push artifacts to OCI registries.", no_args_is_help=True)
-pull_app = typer.Typer(help="Pull artifacts from OCI registries.", no_args_is_help=True)
-tag_app = typer.Typer(help="Tag artifacts in OCI registries.", no_args_is_help=True)
-list_app = typer.Typer(help="List artifacts in OCI registries.", no_args_is_help=True)
-build_app = typer.Typer(help="Build artifacts and Kustomizations locally, as the controllers would.",
-                        no_args_is_help=True)
-diff_app = typer.Typer(help="Compare local content with what is published or applied.", no_args_is_help=True)
+push_app = command_group("Push artifacts to OCI registries.")
+pull_app = command_group("Pull artifacts from OCI registries.")
+tag_app = command_group("Tag artifacts in OCI registries.")
+list_app = command_group("List artifacts in OCI registries.")
+build_app = command_group("Build artifacts and Kustomizations locally, as the controllers would.")
+diff_app = command_group("Compare local content with what is published or applied.")
 
 for _name, _group in (("push", push_app), ("pull", pull_app), ("tag", tag_app), ("list", list_app),
                       ("build", build_app), ("diff", diff_app)):

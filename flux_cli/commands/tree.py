@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from flux_cli.app import App, CLIError, handle_errors
-from flux_cli.root import app
+from flux_cli.root import app, command_group
 
 if TYPE_CHECKING:
     from controllers.runtime.apply import ObjectRef
     from controllers.runtime.kube import KubeClient
 
-tree_app = typer.Typer(help="Print the resources reconciled by Flux objects.", no_args_is_help=True)
+tree_app = command_group("Print the resources reconciled by Flux objects.")
 app.add_typer(tree_app, name="tree")
 
 COMPACT_GROUP = "toolkit.fluxcd.io"
