@@ -9,8 +9,8 @@ APT_PACKAGES := sshd=openssh-server docker-registry=docker-registry gpg=gnupg ht
 
 .PHONY: setup system-deps tools lint-imports test demo demo-down completions golden bench
 
-setup: system-deps ## install fluxpy (editable) with its test dependencies
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+setup: system-deps ## install fluxpy (editable: a path entry, no import hook at start-up) with its test dependencies
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
 
 system-deps: ## install the Debian packages above that are missing (needs root or sudo)
 	@missing=""; for pair in $(APT_PACKAGES); do cmd=$${pair%%=*}; pkg=$${pair#*=}; \

@@ -82,3 +82,28 @@ def test_main_without_names_skips_benchmark_only_tools(isolated, monkeypatch, ca
     resolved.clear()
     assert tools.main(["flux"]) == 0
     assert resolved == ["flux"]
+
+
+def test_a_module_copy_drops_the_local_replaces_its_zip_lacks(tmp_path):
+    """Module zips leave nested modules out: their ``./`` replaces are dropped, the others kept (real ``go``)."""
+    import json
+    import shutil
+    import subprocess
+
+    if shutil.which("go") is None:
+        pytest.skip("no go toolchain")
+    source = tmp_path / "module"
+    (source / "lib").mkdir(parents=True)
+    (source / "go.mod").write_text(
+        "module example.com/tool\n\ngo 1.22\n\n"
+        "replace example.com/tool/api => ./api\n\nreplace example.com/tool/lib => ./lib\n\n"
+        "replace example.com/other => example.com/fork v1.0.0\n")
+    (source / "lib" / "go.mod").write_text("module example.com/tool/lib\n")
+    (source / "go.mod").chmod(0o444)  # as in the module cache
+    work = tmp_path / "work"
+    tool = tools.Tool("flux", "v2.7.5", package="./cmd/flux", module="example.com/tool")
+    tools._writable_module_copy(tool, source, work)
+    edited = json.loads(subprocess.run(["go", "mod", "edit", "-json"], cwd=work, capture_output=True, text=True,
+                                       check=True).stdout)
+    assert sorted(r["Old"]["Path"] for r in edited["Replace"]) == ["example.com/other", "example.com/tool/lib"]
+    assert (work / "cmd" / "flux" / "manifests" / "placeholder.yaml").is_file()
