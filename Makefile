@@ -7,7 +7,7 @@ TOOLS := etcd kube-apiserver kustomize helm sops age age-keygen versitygw
 # OCI registry, gpg for signed commits, htpasswd for the registry's basic auth.
 APT_PACKAGES := sshd=openssh-server docker-registry=docker-registry gpg=gnupg htpasswd=apache2-utils
 
-.PHONY: setup system-deps tools lint-imports test demo demo-down completions golden bench
+.PHONY: setup system-deps tools lint-imports test demo demo-down completions golden bench bench-vs-flux
 
 setup: system-deps ## install fluxpy (editable: a path entry, no import hook at start-up) with its test dependencies
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
@@ -53,3 +53,6 @@ bench: setup tools ## print the benchmark figures (CLI start-up, sources, Kustom
 	$(PYTHON) tests/bench/helmreleases.py
 	$(PYTHON) tests/bench/notifications.py
 	$(PYTHON) tests/bench/images.py
+
+bench-vs-flux: setup tools ## fluxpy's kustomize-controller side by side with Flux's (builds Flux's from Go modules; long)
+	$(PYTHON) tests/bench/vs_flux.py $(BENCH_ARGS)

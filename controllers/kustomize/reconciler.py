@@ -398,10 +398,10 @@ class KustomizationReconciler(Reconciler):
                            sops_age_secret=self._sops_age_secret(), timeout=timeout)
 
         if applied is not None and self._unchanged(ctx.key, applied, watcher, result.digest, status):
-            return self._confirm(ctx, obj, client, evaluators, applied, revision, annotations, timeout)
+            return self._confirm(ctx, obj, client, evaluators, applied, revision, annotations, timeout, started)
         if watcher is not None:
             watcher.take(ctx.key)  # this run re-applies everything
-        history_meta = {"revision": revision, **({"originRevision": origin} if origin else {})}
+        history_meta = _history_metadata(revision, origin)
         objects = result.objects
         manager = ResourceManager(client)
         manager.set_owner_labels(objects, name, namespace)
@@ -499,15 +499,21 @@ class KustomizationReconciler(Reconciler):
                 and watcher.covers(inventory_refs(status.get("inventory"))))
 
     def _confirm(self, ctx: ReconcileContext, obj: dict, client: KubeClient, evaluators: dict, applied: _Applied,
-                 revision: str, annotations: dict[str, str], timeout: float) -> Success:
+                 revision: str, annotations: dict[str, str], timeout: float, started: float) -> Success:
         """End a periodic run that found nothing new: no dry run, no apply, no status write, no event (only
         the health checks run again, when the Kustomization has them)."""
         ctx.log.info("manifests unchanged and no drift watched since the last apply, skipping the dry run",
                      revision=revision)
         if dig(obj, "spec.wait") or dig(obj, "spec.healthChecks"):
-            refs = inventory_refs(dig(obj, "status.inventory"))
-            self._check_health(ctx, obj, client, evaluators, ChangeSet(ChangeSetEntry(ref, UNCHANGED) for ref in refs), revision, annotations,
-                               is_new_revision=False, drifted=False, timeout=timeout, quiet=True)
+            unchanged = ChangeSet(ChangeSetEntry(ref, UNCHANGED) for ref in inventory_refs(dig(obj, "status.inventory")))
+            try:
+                self._check_health(ctx, obj, client, evaluators, unchanged, revision, annotations,
+                                   is_new_revision=False, drifted=False, timeout=timeout, quiet=True)
+            except HealthCheckFailed:
+                upsert_history(obj["status"], applied.digest, reason=meta.HEALTH_CHECK_FAILED_REASON,
+                               duration=time.monotonic() - started,
+                               metadata=_history_metadata(revision, applied.origin_revision))
+                raise
         with self._lock:
             applied.next_full = time.monotonic() + _interval(obj)
         return Success(f"Applied revision: {revision}", reason=meta.RECONCILIATION_SUCCEEDED_REASON, notify=False)
@@ -633,8 +639,7 @@ class KustomizationReconciler(Reconciler):
                 ctx.log.info("drift corrected", output=changed.to_map(), revision=revision)
                 ctx.event("Normal", _ready_reason(obj), str(changed),
                           _revision_annotations(revision, applied.origin_revision))
-                history_meta = {"revision": revision,
-                                **({"originRevision": applied.origin_revision} if applied.origin_revision else {})}
+                history_meta = _history_metadata(revision, applied.origin_revision)
                 upsert_history(obj.setdefault("status", {}), applied.digest,
                                reason=meta.RECONCILIATION_SUCCEEDED_REASON, duration=time.monotonic() - started,
                                metadata=history_meta)
@@ -714,6 +719,11 @@ def _claimants(ctx: ReconcileContext, owner) -> list[str]:
 def _ready_reason(obj: Mapping) -> str:
     """Flux's event reason: the Ready condition's reason at the time (Progressing during a reconciliation)."""
     return cond.reason_of(obj, cond.READY) or "info"
+
+
+def _history_metadata(revision: str, origin: str) -> dict[str, str]:
+    """A history snapshot's metadata: the revision, and the origin revision when there is one."""
+    return {"revision": revision, **({"originRevision": origin} if origin else {})}
 
 
 def _revision_annotations(revision: str, origin: str) -> dict[str, str]:

@@ -261,7 +261,8 @@ def _median_wall(argv: list[str], env: dict, runs: int = 7) -> float | None:
 def measure_cli(cluster: Cluster) -> dict:
     """Median wall times of the installed ``fluxpy`` console script and of the Go ``flux`` CLI."""
     env = {**os.environ, "KUBECONFIG": str(cluster.plane.kubeconfig), "NO_COLOR": "1"}
-    fluxpy = shutil.which("fluxpy") or str(Path(sys.executable).with_name("fluxpy"))
+    installed = Path(sys.executable).with_name("fluxpy")  # the console script itself, not a version manager's shim
+    fluxpy = str(installed) if installed.exists() else shutil.which("fluxpy")
     try:
         flux = str(tools.ensure("flux"))
     except tools.ToolError as exc:
