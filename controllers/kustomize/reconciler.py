@@ -36,7 +36,10 @@ fetches and builds, but when the build's digest is the one last applied and ever
 watch caches it skips the dry run and the apply, writes no progress and no status, and records no event (the
 log says so; health checks still run). So an idle Kustomization costs no apiserver request per interval,
 where Flux's costs a GET, a dry run per object and several status patches. ``fluxpy reconcile`` (a new
-``requestedAt``) always runs Flux's full reconciliation.
+``requestedAt``) always runs Flux's full reconciliation. And a quick reconciliation writes two status patches,
+not Flux's eight: the first progress report (``Fetching manifests ...``) and the result; the reports of the
+quick steps after it (building, detecting drift) are written only when the reconciliation has been running
+for a second (:data:`controllers.runtime.controller.PROGRESS_WRITE_INTERVAL`), and health checks always.
 """
 from __future__ import annotations
 
@@ -390,7 +393,7 @@ class KustomizationReconciler(Reconciler):
             resolve_path(Path(tmp), spec.get("path") or "")
             status["lastAttemptedRevision"] = revision
             if applied is None:
-                ctx.progress(f"Building manifests for revision {revision} with a timeout of {took}")
+                ctx.progress(f"Building manifests for revision {revision} with a timeout of {took}", throttle=True)
             client, remote = self._target_client(ctx, obj)
             result = build(tmp, spec, name=name, namespace=namespace, kube=ctx.kube,
                            strict_substitution=self.options.gate("StrictPostBuildSubstitutions"),
@@ -405,7 +408,7 @@ class KustomizationReconciler(Reconciler):
         objects = result.objects
         manager = ResourceManager(client)
         manager.set_owner_labels(objects, name, namespace)
-        ctx.progress(f"Detecting drift for revision {revision} with a timeout of {took}")
+        ctx.progress(f"Detecting drift for revision {revision} with a timeout of {took}", throttle=True)
         options = kustomization_apply_options(force=bool(spec.get("force")), wait_timeout=timeout,
                                               disallowed_field_managers=self.options.disallowed_field_managers)
         live = watcher.live if watcher is not None and not remote else None
@@ -505,7 +508,8 @@ class KustomizationReconciler(Reconciler):
         ctx.log.info("manifests unchanged and no drift watched since the last apply, skipping the dry run",
                      revision=revision)
         if dig(obj, "spec.wait") or dig(obj, "spec.healthChecks"):
-            unchanged = ChangeSet(ChangeSetEntry(ref, UNCHANGED) for ref in inventory_refs(dig(obj, "status.inventory")))
+            refs = inventory_refs(dig(obj, "status.inventory"))
+            unchanged = ChangeSet(ChangeSetEntry(ref, UNCHANGED) for ref in refs)
             try:
                 self._check_health(ctx, obj, client, evaluators, unchanged, revision, annotations,
                                    is_new_revision=False, drifted=False, timeout=timeout, quiet=True)

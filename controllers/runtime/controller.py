@@ -6,8 +6,9 @@ needs clean-up). The runtime does the rest, for every object of :attr:`Reconcile
 1. watch it (and the kinds of :meth:`Reconciler.watches`), queue its key on a new object, a spec change
    (generation), a new ``reconcile.fluxcd.io/requestedAt`` or a deletion — never on status-only updates;
 2. read it from the informer's cache (a GET when the cache is older than this controller's own last write
-   of it, or does not hold it yet: see :meth:`Controller.read`); when it is being deleted call ``finalize`` and remove the ``finalizers.fluxcd.io``
-   finalizer (objects being deleted without our finalizer are ignored); otherwise add the finalizer first;
+   of it, or does not hold it yet: see :meth:`Controller.read`); when it is being deleted call ``finalize``
+   and remove the ``finalizers.fluxcd.io`` finalizer (objects being deleted without our finalizer are
+   ignored); otherwise add the finalizer first;
 3. skip it when :meth:`Reconciler.suspended` (``spec.suspend: true`` unless a kind says otherwise) — logged,
    and the reconcile request still acknowledged;
 4. call ``reconcile(ctx, obj)``: the object is a dict the reconciler may change the ``status`` of;
@@ -44,6 +45,11 @@ from controllers.runtime.queue import ExponentialBackoff, WorkQueue, jitter
 from controllers.runtime.settings import ManagerSettings
 from controllers.runtime.status import Patcher
 from controllers.runtime.watch import Informer, object_key, split_key
+
+
+#: seconds between two written progress reports of one reconciliation, for throttled ones (see
+#: :meth:`ReconcileContext.progress`): a quick reconciliation writes its first report and its result only.
+PROGRESS_WRITE_INTERVAL = 1.0
 
 
 @dataclasses.dataclass
@@ -153,6 +159,7 @@ class ReconcileContext:
         self.settings: ManagerSettings = controller.settings
         self.key, self.obj, self.log, self.reconcile_id = key, obj, log, reconcile_id
         self._patcher = patcher
+        self._progress_written: float | None = None
 
     @property
     def requeue_dependency(self) -> float:
@@ -173,13 +180,17 @@ class ReconcileContext:
         return self._patcher.patch_status(self.obj)
 
     def progress(self, message: str, *, ready_message: str | None = None, reconciling: bool = True,
-                 ready: bool = True, write: bool = True) -> None:
+                 ready: bool = True, write: bool = True, throttle: bool = False) -> None:
         """Report that work on new changes started (:func:`~controllers.runtime.outcomes.mark_progressing`:
         Reconciling=True with ``message``, Ready=Unknown unless ``ready`` is False); written at once unless
-        ``write`` is False."""
+        ``write`` is False. A ``throttle``d report (a quick step) is written only when this reconciliation's
+        last written one is :data:`PROGRESS_WRITE_INTERVAL` old; otherwise the next write carries it."""
         mark_progressing(self.obj, message, ready_message=ready_message, reconciling=reconciling, ready=ready)
-        if write:
+        now = time.monotonic()
+        if write and not (throttle and self._progress_written is not None
+                          and now - self._progress_written < PROGRESS_WRITE_INTERVAL):
             self.patch_status()
+            self._progress_written = now
 
     def enqueue(self, key: str, delay: float = 0.0) -> None:
         """Queue another object of this controller's kind."""

@@ -99,6 +99,13 @@ class WidgetReconciler(Reconciler):
             raise StalledError("spec.mode stall cannot work", reason="InvalidSpec")
         if mode == "wait":
             raise Waiting("dependency 'other' is not ready")
+        if mode == "progress-steps":  # a quick step's report waits for the next write; a later one is written
+            ctx.progress("step one")
+            ctx.progress("step two", throttle=True)
+            self.seen_steps = [_reconciling_message(ctx.kube.get(WIDGET, meta["name"], meta["namespace"]))]
+            time.sleep(1.1)
+            ctx.progress("step three", throttle=True)
+            self.seen_steps.append(_reconciling_message(ctx.kube.get(WIDGET, meta["name"], meta["namespace"])))
         if mode == "progress-fail":
             ctx.progress("Fetching revision main@sha1:abc")
             self.seen_mid_way = ctx.kube.get(WIDGET, meta["name"], meta["namespace"])
@@ -112,6 +119,11 @@ class WidgetReconciler(Reconciler):
     def count(self, name: str) -> int:
         with self.lock:
             return sum(1 for c in self.calls if c[0] == name)
+
+
+def _reconciling_message(obj: dict) -> str | None:
+    return next((c["message"] for c in (obj.get("status") or {}).get("conditions") or []
+                 if c["type"] == "Reconciling"), None)
 
 
 def settings_for(namespace: str, **controller) -> ManagerSettings:
@@ -675,3 +687,10 @@ def test_reads_come_from_the_cache_but_never_older_than_the_last_write(kube, nam
         assert gets == [], "the periodic runs read the object from the informer's cache"
     finally:
         ctl.stop(5)
+
+
+def test_throttled_progress_reports_are_written_only_a_second_apart(kube, namespace, running):
+    _, reconciler, _ = running()
+    kube.create(WIDGET, widget("steps", namespace, mode="progress-steps"), namespace)
+    wait_for(lambda: getattr(reconciler, "seen_steps", None) and len(reconciler.seen_steps) == 2, what="the steps")
+    assert reconciler.seen_steps == ["step one", "step three"]
