@@ -79,6 +79,7 @@ TOOLS: dict[str, Tool] = {
             for name, module, version, package in (
                 ("kustomize-controller", "github.com/fluxcd/kustomize-controller", "v1.7.3", "."),
                 ("source-controller", "github.com/fluxcd/source-controller", "v1.7.3", "."),
+                ("helm-controller", "github.com/fluxcd/helm-controller", "v1.4.5", "."),
                 ("flux", "github.com/fluxcd/flux2/v2", "v2.7.5", "./cmd/flux"),
             )
         ),

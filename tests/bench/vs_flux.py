@@ -22,8 +22,12 @@ and, once, with 100 Kustomizations in the cluster: the wall time of ``fluxpy get
 ``flux get ks -A``, and of ``--help`` / ``version --client`` (median of 7 runs each, the installed console
 script).
 
-Run: ``python tests/bench/vs_flux.py [--sizes 100,500,1000] [--idle 60] [--only flux|fluxpy]``
-(``make bench-vs-flux``).
+``--workload helmreleases`` runs Flux's helm-controller against fluxpy's instead: N HelmReleases of a chart
+with the same four objects, from the same GitRepository (Flux's source-controller builds the HelmCharts for
+both), drift detection enabled, no waiting (no kubelet runs the Deployment).
+
+Run: ``python tests/bench/vs_flux.py [--sizes 100,500,1000] [--idle 60] [--only flux|fluxpy]
+[--workload kustomizations|helmreleases]`` (``make bench-vs-flux BENCH_ARGS=...``).
 """
 from __future__ import annotations
 
@@ -45,7 +49,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import bench.sources as sources_bench  # noqa: E402 - tests/bench/sources.py (controller process, peak RSS)
 import yaml  # noqa: E402
 from bench.kustomizations import APP, wait_until  # noqa: E402
+import dataclasses  # noqa: E402
+import textwrap  # noqa: E402
+from typing import Callable  # noqa: E402
+
 from controllers.api.builtin import CONFIGMAP, DEPLOYMENT, NAMESPACE  # noqa: E402
+from controllers.api.helm import HELM_RELEASE  # noqa: E402
 from controllers.api.kustomize import KUSTOMIZATION  # noqa: E402
 from controllers.api.objects import find_condition  # noqa: E402
 from controllers.api.source import GIT_REPOSITORY  # noqa: E402
@@ -60,6 +69,52 @@ INTERVAL = "1m"
 AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
                 "rules": [{"level": "Metadata"}]}
 IMPLEMENTATIONS = ("flux", "fluxpy")
+#: the Helm chart of the helmreleases workload: APP's four objects, named after the release
+CHART = {
+    "chart/Chart.yaml": "apiVersion: v2\nname: app\nversion: 0.1.0\n",
+    **{f"chart/templates/{Path(path).name}": textwrap.dedent(text).replace("name: ", "name: {{ .Release.Name }}-", 1)
+       .replace("serviceAccountName: web", "serviceAccountName: {{ .Release.Name }}-web")
+       for path, text in APP.items() if path != "app/kustomization.yaml"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """What the N objects are and which controller reconciles them."""
+
+    controller: str
+    """The Flux component (its binary, its user in the audit log, ``python -m controllers <name>``)."""
+    kind: object
+    files: dict[str, str]
+    """The Git repository the GitRepository serves."""
+    make: Callable[[int, str], dict]
+    """The i-th object in a namespace."""
+
+
+def _kustomization(i: int, namespace: str) -> dict:
+    return {"apiVersion": KUSTOMIZATION.api_version, "kind": "Kustomization",
+            "metadata": {"name": f"app-{i:04d}", "namespace": namespace},
+            "spec": {"interval": INTERVAL, "path": "./app", "prune": True, "targetNamespace": namespace,
+                     "namePrefix": f"k{i:04d}-",
+                     "sourceRef": {"kind": "GitRepository", "name": "repo", "namespace": SOURCE_NAMESPACE}}}
+
+
+def _helmrelease(i: int, namespace: str) -> dict:
+    """Objects named as the Kustomizations' (release ``k0001``); no waiting (no kubelet runs the Deployment);
+    drift detection on, so both implementations correct edits."""
+    return {"apiVersion": HELM_RELEASE.api_version, "kind": "HelmRelease",
+            "metadata": {"name": f"app-{i:04d}", "namespace": namespace},
+            "spec": {"interval": INTERVAL, "releaseName": f"k{i:04d}", "targetNamespace": namespace,
+                     "chart": {"spec": {"chart": "./chart", "sourceRef": {
+                         "kind": "GitRepository", "name": "repo", "namespace": SOURCE_NAMESPACE}}},
+                     "install": {"disableWait": True}, "upgrade": {"disableWait": True},
+                     "driftDetection": {"mode": "enabled"}}}
+
+
+WORKLOADS = {
+    "kustomizations": Workload("kustomize-controller", KUSTOMIZATION, APP, _kustomization),
+    "helmreleases": Workload("helm-controller", HELM_RELEASE, CHART, _helmrelease),
+}
 
 
 # ---------------------------------------------------------------------------------------------- the cluster
@@ -94,10 +149,10 @@ class Audit:
         return counts
 
 
-def flux_crds() -> list[dict]:
-    """The CRDs of Flux's source- and kustomize-controller, read from their Go modules (never committed)."""
+def flux_crds(controller: str) -> list[dict]:
+    """The CRDs of Flux's source-controller and ``controller``, read from their Go modules (never committed)."""
     docs = []
-    for name in ("source-controller", "kustomize-controller"):
+    for name in ("source-controller", controller):
         tool = tools.TOOLS[name]
         for path in sorted((tools.module_dir(tool.module, tool.version) / "config" / "crd" / "bases").glob("*.yaml")):
             docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
@@ -107,8 +162,8 @@ def flux_crds() -> list[dict]:
 class Cluster:
     """A fresh control plane with an audit log, Flux's CRDs and Flux's source-controller serving ``repo``."""
 
-    def __init__(self, workdir: Path, git_url: str):
-        self.workdir = workdir
+    def __init__(self, workdir: Path, git_url: str, controller: str):
+        self.workdir, self.controller = workdir, controller
         audit_policy = workdir / "audit-policy.yaml"
         workdir.mkdir(parents=True, exist_ok=True)
         audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY))
@@ -122,7 +177,7 @@ class Cluster:
     def start(self) -> "Cluster":
         self.plane.start(timeout=120)
         self.kube = KubeClient.from_kubeconfig(self.plane.kubeconfig)
-        apply_staged(self.kube, flux_crds())
+        apply_staged(self.kube, flux_crds(self.controller))
         self.kube.forget_discovery()
         for ns in (SOURCE_NAMESPACE,):
             self.kube.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -159,13 +214,14 @@ class Process(sources_bench.Controller):
         self.spawn(list(argv), SOURCE_NAMESPACE, {"KUBECONFIG": str(kubeconfig)})
 
 
-def kustomize_controller(cluster: Cluster, implementation: str, concurrent: int) -> Process:
+def start_controller(cluster: Cluster, workload: Workload, implementation: str, concurrent: int) -> Process:
+    """Flux's binary or fluxpy's process of the workload's controller, as its own user."""
     common = [f"--concurrent={concurrent}", "--metrics-addr=0", "--health-addr=0", "--log-level=error"]
     if implementation == "flux":
-        argv = [str(tools.ensure("kustomize-controller")), *common]
+        argv = [str(tools.ensure(workload.controller)), *common]
     else:
-        argv = [sys.executable, "-m", "controllers", "kustomize-controller", "--log-encoding=console", *common]
-    return cluster.spawn("kustomize-controller", argv)
+        argv = [sys.executable, "-m", "controllers", workload.controller, "--log-encoding=console", *common]
+    return cluster.spawn(workload.controller, argv)
 
 
 def _ready(obj: dict) -> bool:
@@ -174,27 +230,21 @@ def _ready(obj: dict) -> bool:
 
 # ---------------------------------------------------------------------------------------------- one run
 
-def run(implementation: str, size: int, git_url: str, workdir: Path, args) -> dict:
+def run(workload: Workload, implementation: str, size: int, git_url: str, workdir: Path, args) -> dict:
     """One implementation at one N on a fresh cluster: its figures (None where not reached)."""
-    cluster = Cluster(workdir / f"{implementation}-{size}", git_url).start()
-    kube, audit, figures = cluster.kube, cluster.audit, {}
+    cluster = Cluster(workdir / f"{implementation}-{size}", git_url, workload.controller).start()
+    kube, audit, figures, user = cluster.kube, cluster.audit, {}, workload.controller
     namespace = "apps"
     try:
         kube.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-        controller = kustomize_controller(cluster, implementation, args.concurrent)
+        controller = start_controller(cluster, workload, implementation, args.concurrent)
         time.sleep(5)  # process start-up and informers: not part of the figures
         since, started = audit.mark(), time.monotonic()
         for i in range(size):
-            kube.create(KUSTOMIZATION, {
-                "apiVersion": KUSTOMIZATION.api_version, "kind": "Kustomization",
-                "metadata": {"name": f"app-{i:04d}", "namespace": namespace},
-                "spec": {"interval": INTERVAL, "path": "./app", "prune": True, "targetNamespace": namespace,
-                         "namePrefix": f"k{i:04d}-",
-                         "sourceRef": {"kind": "GitRepository", "name": "repo", "namespace": SOURCE_NAMESPACE}}},
-                namespace)
+            kube.create(workload.kind, workload.make(i, namespace), namespace)
 
         def all_ready() -> bool:
-            return sum(_ready(o) for o in kube.list(KUSTOMIZATION, namespace)["items"]) == size
+            return sum(_ready(o) for o in kube.list(workload.kind, namespace)["items"]) == size
 
         elapsed = wait_until(all_ready, args.timeout, 0.5)
         if elapsed is None:
@@ -202,17 +252,17 @@ def run(implementation: str, size: int, git_url: str, workdir: Path, args) -> di
             return figures
         figures["ready_s"] = time.monotonic() - started
         time.sleep(2)  # the audit log is written in batches of up to 1 s
-        requests = audit.requests("kustomize-controller", since)
+        requests = audit.requests(user, since)
         figures["requests_per_ks"] = sum(requests.values()) / size
         figures["top_requests"] = requests.most_common(14)
-        if args.cli and size == 100:
+        if args.cli and size == 100 and workload.kind is KUSTOMIZATION:
             figures["cli"] = measure_cli(cluster)
         if args.idle:
             time.sleep(10)
             since = audit.mark()
             time.sleep(args.idle)
             time.sleep(2)
-            idle = audit.requests("kustomize-controller", since, audit.mark())
+            idle = audit.requests(user, since, audit.mark())
             figures["idle_per_min"] = sum(idle.values()) * 60 / args.idle
             figures["idle_top"] = idle.most_common(14)
         figures["edit_s"], figures["scale_s"] = correct_drift(kube, namespace, size, args.drift_timeout)
@@ -279,7 +329,7 @@ def measure_cli(cluster: Cluster) -> dict:
 
 ROWS = (
     ("time to all Ready", "ready_s", "{:.1f} s"),
-    ("requests per Kustomization", "requests_per_ks", "{:.1f}"),
+    ("requests per object", "requests_per_ks", "{:.1f}"),
     ("peak RSS", "rss_mib", "{:.0f} MiB"),
     (f"idle requests per minute ({INTERVAL})", "idle_per_min", "{:.0f}"),
     ("drift: ConfigMap edit undone", "edit_s", "{:.1f} s"),
@@ -327,23 +377,26 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0, help="bound on the wait for all Ready, per run")
     parser.add_argument("--cli", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
                         help="measure the CLIs at N=100")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="kustomizations")
     args = parser.parse_args()
-    for name in ("source-controller", "kustomize-controller"):
+    workload = WORKLOADS[args.workload]
+    for name in ("source-controller", workload.controller):
         tools.ensure(name)
     workdir = Path(tempfile.mkdtemp(prefix="fluxpy-bench-vs-flux-"))
     git = GitHTTPServer(workdir / "git")
-    git.repo("fleet", APP)
+    git.repo("fleet", workload.files)
     git.start()
     results: dict[int, dict[str, dict]] = {}
     impls = [args.only] if args.only else list(IMPLEMENTATIONS)
-    print(f"Flux kustomize-controller {tools.TOOLS['kustomize-controller'].version} vs fluxpy, Flux "
+    print(f"{args.workload}: Flux {workload.controller} {tools.TOOLS[workload.controller].version} vs fluxpy, Flux "
           f"source-controller {tools.TOOLS['source-controller'].version} for both, Python "
           f"{sys.version.split()[0]}, {os.cpu_count()} CPUs, --concurrent {args.concurrent}, interval {INTERVAL}")
     try:
         for size in [int(s) for s in args.sizes.split(",") if s]:
             for impl in impls:
                 print(f"N={size} {impl} ...", flush=True)
-                results.setdefault(size, {})[impl] = figures = run(impl, size, git.url("fleet"), workdir, args)
+                results.setdefault(size, {})[impl] = figures = run(workload, impl, size, git.url("fleet"), workdir,
+                                                                   args)
                 print("  " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
                                        for k, v in figures.items() if k not in ("top_requests", "idle_top", "cli")),
                       flush=True)
