@@ -26,6 +26,7 @@ with an event. The Helm actions themselves are :mod:`controllers.helm.actions`.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import tempfile
 import time
@@ -202,6 +203,8 @@ class HelmReleaseReconciler(Reconciler):
     def __init__(self, options: Options | None = None):
         self.options = options or Options()
         self.index = ReferenceIndex()
+        self._charts: dict[str, dict] = {}
+        """key -> the HelmChart this process last applied for it (see :meth:`_chart_template`)."""
         self.clients = TargetClients(self.options.default_service_account,
                                      allow_exec=self.options.insecure_kubeconfig_exec,
                                      allow_insecure_tls=self.options.insecure_kubeconfig_tls)
@@ -296,6 +299,11 @@ class HelmReleaseReconciler(Reconciler):
         chart = helm_chart_from_template(obj)
         manager = ResourceManager(ctx.kube, field_manager="helm-controller", owner_group=meta.HELM_GROUP)
         manager.set_owner_labels([chart], name, ns)
+        live = ctx.controller.cached(HELM_CHART, chart_ns, chart["metadata"]["name"])
+        if live is not None and self._charts.get(ctx.key) == chart and _holds(live, chart):
+            status["helmChart"] = wanted  # beyond Flux: no dry run of an unchanged HelmChart
+            return
+        applying = copy.deepcopy(chart)
         try:
             (entry,) = manager.apply_all([chart])
         except (KubeError, RetryableError) as exc:
@@ -306,6 +314,7 @@ class HelmReleaseReconciler(Reconciler):
             ctx.log.info(f"{entry.action} {entry.subject} with SourceRef '{source.get('kind')}/{chart_ns}/"
                          f"{source.get('name')}'")
         status["helmChart"] = wanted
+        self._charts[ctx.key] = applying
 
     def _delete_chart(self, ctx: ReconcileContext, obj: dict) -> None:
         ns, _, name = obj["status"]["helmChart"].partition("/")
@@ -335,7 +344,7 @@ class HelmReleaseReconciler(Reconciler):
             rt, kind = HELM_CHART, HELM_CHART.kind
             namespace, _, name = obj["status"].get("helmChart", "").partition("/")
         try:
-            source = ctx.kube.get(rt, name, namespace)
+            source = ctx.controller.cached(rt, namespace, name) or ctx.kube.get(rt, name, namespace)
         except KubeError as exc:
             raise RetryableError(f"could not get Source object: {exc.message}", reason=ARTIFACT_FAILED,
                                  summarize=False) from None
@@ -895,6 +904,7 @@ class HelmReleaseReconciler(Reconciler):
     def finalize(self, ctx: ReconcileContext, obj: dict) -> None:
         """Uninstall the release (unless suspended), then delete the generated HelmChart."""
         self.index.remove(ctx.key)
+        self._charts.pop(ctx.key, None)
         if dig(obj, "spec.suspend"):
             return
         if dig(obj, "status.storageNamespace"):
@@ -950,6 +960,13 @@ def _observe_digests(req: _Request) -> None:
             req.status[key] = digest
         else:
             req.status.pop(key, None)
+
+
+def _holds(live: dict, chart: dict) -> bool:
+    """Whether the live HelmChart still has every spec field and label of ``chart`` (no one changed it)."""
+    labels = dig(live, "metadata.labels") or {}
+    return (all((live.get("spec") or {}).get(k) == v for k, v in (chart.get("spec") or {}).items())
+            and all(labels.get(k) == v for k, v in (dig(chart, "metadata.labels") or {}).items()))
 
 
 def helm_chart_from_template(obj: Mapping) -> dict:

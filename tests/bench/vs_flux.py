@@ -128,8 +128,8 @@ class Audit:
     def mark(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
 
-    def requests(self, user: str, since: int, until: int | None = None) -> collections.Counter:
-        """(verb, resource) -> count of ``user``'s requests logged between two marks (a watch counts once)."""
+    def requests(self, users: tuple[str, ...], since: int, until: int | None = None) -> collections.Counter:
+        """(verb, resource) -> count of the ``users``' requests logged between two marks (a watch counts once)."""
         counts: collections.Counter = collections.Counter()
         with open(self.path, "rb") as f:
             f.seek(since)
@@ -139,7 +139,7 @@ class Audit:
                 event = json.loads(line)
             except ValueError:
                 continue
-            if event.get("user", {}).get("username") != user:
+            if event.get("user", {}).get("username") not in users:
                 continue
             if event.get("verb") == "watch" and event.get("stage") != "ResponseStarted":
                 continue  # a watch logs when it starts and again when it ends
@@ -214,14 +214,21 @@ class Process(sources_bench.Controller):
         self.spawn(list(argv), SOURCE_NAMESPACE, {"KUBECONFIG": str(kubeconfig)})
 
 
-def start_controller(cluster: Cluster, workload: Workload, implementation: str, concurrent: int) -> Process:
-    """Flux's binary or fluxpy's process of the workload's controller, as its own user."""
+SHARD_KEY = "sharding.fluxcd.io/key"
+
+
+def start_controller(cluster: Cluster, workload: Workload, implementation: str, concurrent: int,
+                     shard: str | None = None) -> Process:
+    """Flux's binary or fluxpy's process of the workload's controller, as its own user; with a ``shard``,
+    one shard of Flux's sharding recipe (docs/sharding.md)."""
     common = [f"--concurrent={concurrent}", "--metrics-addr=0", "--health-addr=0", "--log-level=error"]
+    if shard:
+        common.append(f"--watch-label-selector={SHARD_KEY} in ({shard})")
     if implementation == "flux":
         argv = [str(tools.ensure(workload.controller)), *common]
     else:
         argv = [sys.executable, "-m", "controllers", workload.controller, "--log-encoding=console", *common]
-    return cluster.spawn(workload.controller, argv)
+    return cluster.spawn(workload.controller + (f"-{shard}" if shard else ""), argv)
 
 
 def _ready(obj: dict) -> bool:
@@ -231,17 +238,25 @@ def _ready(obj: dict) -> bool:
 # ---------------------------------------------------------------------------------------------- one run
 
 def run(workload: Workload, implementation: str, size: int, git_url: str, workdir: Path, args) -> dict:
-    """One implementation at one N on a fresh cluster: its figures (None where not reached)."""
+    """One implementation at one N on a fresh cluster: its figures (None where not reached). With
+    ``--shards K``, K controllers each reconcile N objects of their own shard (K×N in all)."""
     cluster = Cluster(workdir / f"{implementation}-{size}", git_url, workload.controller).start()
-    kube, audit, figures, user = cluster.kube, cluster.audit, {}, workload.controller
-    namespace = "apps"
+    kube, audit, figures = cluster.kube, cluster.audit, {}
+    shards = [f"shard{k + 1}" for k in range(args.shards)] if args.shards > 1 else [None]
+    users = tuple(workload.controller + (f"-{shard}" if shard else "") for shard in shards)
+    namespace, total = "apps", size * len(shards)
     try:
         kube.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-        controller = start_controller(cluster, workload, implementation, args.concurrent)
+        controllers = [start_controller(cluster, workload, implementation, args.concurrent, shard) for shard in shards]
+        controller = controllers[0]
         time.sleep(5)  # process start-up and informers: not part of the figures
         since, started = audit.mark(), time.monotonic()
-        for i in range(size):
-            kube.create(workload.kind, workload.make(i, namespace), namespace)
+        for i in range(total):
+            obj = workload.make(i, namespace)
+            if shards[0]:
+                obj["metadata"]["labels"] = {SHARD_KEY: shards[i % len(shards)]}
+            kube.create(workload.kind, obj, namespace)
+        size = total
 
         def all_ready() -> bool:
             return sum(_ready(o) for o in kube.list(workload.kind, namespace)["items"]) == size
@@ -252,23 +267,24 @@ def run(workload: Workload, implementation: str, size: int, git_url: str, workdi
             return figures
         figures["ready_s"] = time.monotonic() - started
         time.sleep(2)  # the audit log is written in batches of up to 1 s
-        requests = audit.requests(user, since)
+        requests = audit.requests(users, since)
         figures["requests_per_ks"] = sum(requests.values()) / size
         figures["top_requests"] = requests.most_common(14)
-        if args.cli and size == 100 and workload.kind is KUSTOMIZATION:
+        if args.cli and size == 100 and workload.kind is KUSTOMIZATION and not shards[0]:
             figures["cli"] = measure_cli(cluster)
         if args.idle:
             time.sleep(10)
             since = audit.mark()
             time.sleep(args.idle)
             time.sleep(2)
-            idle = audit.requests(user, since, audit.mark())
+            idle = audit.requests(users, since, audit.mark())
             figures["idle_per_min"] = sum(idle.values()) * 60 / args.idle
             figures["idle_top"] = idle.most_common(14)
         figures["edit_s"], figures["scale_s"] = correct_drift(kube, namespace, size, args.drift_timeout)
-        figures["rss_mib"] = controller.peak_rss_mib()
-        if controller.proc.poll() is not None:
-            print(f"  {implementation}: the controller exited ({controller.proc.returncode}); see {controller.log}")
+        figures["rss_mib"] = sum(c.peak_rss_mib() for c in controllers)  # all shards together
+        for c in controllers:
+            if c.proc.poll() is not None:
+                print(f"  {implementation}: a controller exited ({c.proc.returncode}); see {c.log}")
         shutil.rmtree(cluster.workdir, ignore_errors=True)
         return figures
     finally:
@@ -347,7 +363,7 @@ def _ratio(ours, theirs) -> str:
     return "—"
 
 
-def report(results: dict[int, dict[str, dict]]) -> None:
+def report(results: dict[str, dict[str, dict]]) -> None:
     print("\n| N | figure | Flux | fluxpy | fluxpy/Flux |\n|---|---|---|---|---|")
     for size, by_impl in results.items():
         flux, ours = by_impl.get("flux", {}), by_impl.get("fluxpy", {})
@@ -378,6 +394,7 @@ def main() -> None:
     parser.add_argument("--cli", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
                         help="measure the CLIs at N=100")
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="kustomizations")
+    parser.add_argument("--shards", type=int, default=1, help="K controllers, each with N objects of its shard")
     args = parser.parse_args()
     workload = WORKLOADS[args.workload]
     for name in ("source-controller", workload.controller):
@@ -386,7 +403,7 @@ def main() -> None:
     git = GitHTTPServer(workdir / "git")
     git.repo("fleet", workload.files)
     git.start()
-    results: dict[int, dict[str, dict]] = {}
+    results: dict[str, dict[str, dict]] = {}
     impls = [args.only] if args.only else list(IMPLEMENTATIONS)
     print(f"{args.workload}: Flux {workload.controller} {tools.TOOLS[workload.controller].version} vs fluxpy, Flux "
           f"source-controller {tools.TOOLS['source-controller'].version} for both, Python "
@@ -395,7 +412,8 @@ def main() -> None:
         for size in [int(s) for s in args.sizes.split(",") if s]:
             for impl in impls:
                 print(f"N={size} {impl} ...", flush=True)
-                results.setdefault(size, {})[impl] = figures = run(workload, impl, size, git.url("fleet"), workdir,
+                label = f"{args.shards}×{size}" if args.shards > 1 else str(size)
+                results.setdefault(label, {})[impl] = figures = run(workload, impl, size, git.url("fleet"), workdir,
                                                                    args)
                 print("  " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
                                        for k, v in figures.items() if k not in ("top_requests", "idle_top", "cli")),

@@ -476,3 +476,30 @@ def test_impersonation_is_denied_by_rbac(kube, namespace, helm_controllers, helm
     assert "forbidden" in message and f"system:serviceaccount:{namespace}:tenant" in message
     with pytest.raises(NotFound):
         kube.get(CONFIGMAP, "podinfo-podinfo", namespace)
+
+
+def test_an_unchanged_helmchart_is_not_applied_again(kube, namespace, helm_controllers, helm_repo, tmp_path,
+                                                      monkeypatch):
+    """Beyond Flux: the periodic run reads the generated HelmChart from the cache and applies it only when the
+    template changed or someone else changed it."""
+    import threading
+
+    publish(helm_repo, tmp_path)
+    repository(kube, namespace, helm_repo)
+    helmrelease(kube, namespace, interval="1s")
+    ready(kube, namespace)
+    chart_writes = []
+    original = kube.request
+
+    def request(method, path, **kw):
+        if threading.current_thread().name.startswith("helmrelease-worker") and "/helmcharts" in path \
+                and method != "GET":
+            chart_writes.append((method, path))
+        return original(method, path, **kw)
+    monkeypatch.setattr(kube, "request", request)
+    time.sleep(3.5)  # periodic runs
+    assert chart_writes == []
+    kube.patch(HELM_CHART, f"{namespace}-podinfo", {"spec": {"interval": "7m"}}, namespace)
+    wait(kube, HELM_CHART, namespace, f"{namespace}-podinfo", lambda c: c["spec"]["interval"] == "1s",
+         "the HelmChart re-applied", 15)
+    assert chart_writes
