@@ -233,7 +233,9 @@ class HelmReleaseReconciler(Reconciler):
     def reconcile(self, ctx: ReconcileContext, obj: dict) -> Success:
         self.index.update(ctx.key, references(obj))
         status = obj.setdefault("status", {})
-        ctx.progress("Fulfilling prerequisites", ready=False)
+        # beyond Flux: a periodic run of a Ready release writes nothing unless it finds work (then its action
+        # is reported as it starts)
+        ctx.progress("Fulfilling prerequisites", ready=False, write=not ctx.periodic)
         self._chart_template(ctx, obj)
         if dig(obj, "spec.dependsOn"):
             try:

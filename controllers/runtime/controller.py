@@ -31,7 +31,7 @@ import uuid
 from typing import Any, Callable, Iterable
 
 from controllers.api.duration import format_duration, parse_duration
-from controllers.api.meta import FINALIZER
+from controllers.api.meta import FINALIZER, RECONCILE_REQUEST_ANNOTATION
 from controllers.api.types import Kind, ResourceType
 from controllers.runtime import predicates
 from controllers.runtime.conditions import Conditions
@@ -160,6 +160,18 @@ class ReconcileContext:
         self.key, self.obj, self.log, self.reconcile_id = key, obj, log, reconcile_id
         self._patcher = patcher
         self._progress_written: float | None = None
+
+    @property
+    def periodic(self) -> bool:
+        """Whether this run is only the periodic one: the object is Ready for its generation and no reconcile
+        request is pending (a reconciler may then skip work and writes that only report news)."""
+        from controllers.runtime import conditions as cond
+
+        meta, status = self.obj.get("metadata") or {}, self.obj.get("status") or {}
+        requested = (meta.get("annotations") or {}).get(RECONCILE_REQUEST_ANNOTATION)
+        return (cond.is_true(self.obj, cond.READY)
+                and int(status.get("observedGeneration") or -1) == int(meta.get("generation") or 0)
+                and (requested is None or requested == status.get("lastHandledReconcileAt")))
 
     @property
     def requeue_dependency(self) -> float:

@@ -478,10 +478,10 @@ def test_impersonation_is_denied_by_rbac(kube, namespace, helm_controllers, helm
         kube.get(CONFIGMAP, "podinfo-podinfo", namespace)
 
 
-def test_an_unchanged_helmchart_is_not_applied_again(kube, namespace, helm_controllers, helm_repo, tmp_path,
+def test_a_periodic_run_in_sync_writes_nothing(kube, namespace, helm_controllers, helm_repo, tmp_path,
                                                       monkeypatch):
-    """Beyond Flux: the periodic run reads the generated HelmChart from the cache and applies it only when the
-    template changed or someone else changed it."""
+    """Beyond Flux: the periodic run of an in-sync release writes no status, reads the generated HelmChart from
+    the cache and applies it only when the template changed or someone else changed it."""
     import threading
 
     publish(helm_repo, tmp_path)
@@ -497,8 +497,10 @@ def test_an_unchanged_helmchart_is_not_applied_again(kube, namespace, helm_contr
             chart_writes.append((method, path))
         return original(method, path, **kw)
     monkeypatch.setattr(kube, "request", request)
+    before = kube.get(HELM_RELEASE, "podinfo", namespace)["metadata"]["resourceVersion"]
     time.sleep(3.5)  # periodic runs
     assert chart_writes == []
+    assert kube.get(HELM_RELEASE, "podinfo", namespace)["metadata"]["resourceVersion"] == before, "a status write"
     kube.patch(HELM_CHART, f"{namespace}-podinfo", {"spec": {"interval": "7m"}}, namespace)
     wait(kube, HELM_CHART, namespace, f"{namespace}-podinfo", lambda c: c["spec"]["interval"] == "1s",
          "the HelmChart re-applied", 15)
