@@ -19,9 +19,10 @@ One reconciliation, in Flux's order, with its conditions, reasons, messages and 
    forces an upgrade (or install).
 
 Ready summarises Remediated, TestSuccess (tests enabled and failures not ignored) and Released, as Flux.
-Beyond Flux: drift is detected at every reconciliation and reported in the Drifted condition even with
-``driftDetection.mode: disabled`` (correction follows the mode); a release stuck in ``pending-*`` is unlocked
-with an event. The Helm actions themselves are :mod:`controllers.helm.actions`.
+Beyond Flux: a periodic run of a Ready release writes no progress, and the generated HelmChart is read from
+the cache and applied only when its template changed or someone else changed it. Drift is detected at every
+reconciliation and reported in the Drifted condition even with ``driftDetection.mode: disabled`` (correction
+follows the mode); a release stuck in ``pending-*`` is unlocked with an event. The Helm actions themselves are :mod:`controllers.helm.actions`.
 """
 from __future__ import annotations
 
