@@ -258,8 +258,13 @@ def run(workload: Workload, implementation: str, size: int, git_url: str, workdi
             kube.create(workload.kind, obj, namespace)
         size = total
 
+        seen_ready: set[str] = set()
+
         def all_ready() -> bool:
-            return sum(_ready(o) for o in kube.list(workload.kind, namespace)["items"]) == size
+            """Every object has been Ready (Flux's periodic runs mark objects Unknown again while they run: at
+            K×1000 some always are)."""
+            seen_ready.update(o["metadata"]["name"] for o in kube.list(workload.kind, namespace)["items"] if _ready(o))
+            return len(seen_ready) == size
 
         elapsed = wait_until(all_ready, args.timeout, 0.5)
         if elapsed is None:
