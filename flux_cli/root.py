@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 from flux_cli.app import DEFAULT_TIMEOUT, App, default_namespace
 from flux_cli.terminal import Terminal
 
+
 class CommandGroup(TyperGroup):
     """A group whose help lists each sub-command with the first sentence of its help, whole and wrapped (click
     cuts it to the width left on the line, ending in "...")."""
