@@ -56,22 +56,29 @@ def command_word(args: list[str]) -> str | None:
     return None
 
 
+def modules_for(args: list[str]) -> tuple[str, ...] | None:
+    """The command modules a prepared command line needs (the index's), None when it names no command."""
+    from flux_cli.command_index import COMMANDS
+
+    entry = COMMANDS.get(command_word(args) or "")
+    return entry["modules"] if entry else None
+
+
 def _app_for(args: list[str]):
     """The Typer app that answers ``args``: the root app with just the command's modules, or, for the root
     help and unknown commands, a copy of the root whose commands are placeholders from the index."""
     import os
 
-    from flux_cli.command_index import COMMANDS
     from flux_cli.root import app
 
-    word = command_word(args)
     if os.environ.get("_FLUXPY_COMPLETE"):
         register()
         return app
-    if word in COMMANDS:
-        register(COMMANDS[word]["modules"])
-        return app
-    return index_app()
+    modules = modules_for(args)
+    if modules is None:
+        return index_app()
+    register(modules)
+    return app
 
 
 def index_app():
@@ -196,7 +203,7 @@ def _boolean_flags(args: list[str]) -> dict[str, tuple[str, str | None]]:
 
     from flux_cli.root import app
 
-    register(_modules_for_word(args))
+    register(modules_for(hoist_global_flags(args)) or COMMAND_MODULES)
     command = typer.main.get_command(app)
     for arg in args:  # descend through the groups the words name (options and values are skipped)
         sub = getattr(command, "commands", {}).get(arg)
@@ -213,9 +220,3 @@ def _boolean_flags(args: list[str]) -> dict[str, tuple[str, str | None]]:
                     flags[off] = (off, on)
     return flags
 
-
-def _modules_for_word(args: list[str]) -> tuple[str, ...]:
-    from flux_cli.command_index import COMMANDS
-
-    entry = COMMANDS.get(command_word(hoist_global_flags(args)) or "")
-    return entry["modules"] if entry else COMMAND_MODULES

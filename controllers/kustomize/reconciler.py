@@ -480,17 +480,14 @@ class KustomizationReconciler(Reconciler):
                         revision: str) -> _Applied | None:
         """What this controller last applied, when this run is only the periodic one: the same revision,
         generation and reconcile request, Ready, and no drift reported. None: a run with news."""
-        if watcher is None or watcher.pending(ctx.key) or not cond.is_ready(obj):
+        if watcher is None or watcher.pending(ctx.key) or not ctx.periodic:
             return None
-        meta_, status = obj["metadata"], obj.get("status") or {}
-        requested = (meta_.get("annotations") or {}).get(meta.RECONCILE_REQUEST_ANNOTATION)
-        generation = int(meta_.get("generation") or 0)
+        meta_ = obj["metadata"]
         with self._lock:
             applied = self._applied.get(ctx.key)
-        if (applied is None or applied.revision != revision or status.get("lastAppliedRevision") != revision
-                or applied.generation != generation or int(status.get("observedGeneration") or 0) != generation
-                or applied.requested_at != requested
-                or (requested is not None and requested != status.get("lastHandledReconcileAt"))):
+        if (applied is None or applied.revision != revision or dig(obj, "status.lastAppliedRevision") != revision
+                or applied.generation != int(meta_.get("generation") or 0)
+                or applied.requested_at != (meta_.get("annotations") or {}).get(meta.RECONCILE_REQUEST_ANNOTATION)):
             return None
         return applied
 

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable
 from controllers.api.duration import format_duration, parse_duration
 from controllers.api.meta import FINALIZER, RECONCILE_REQUEST_ANNOTATION
 from controllers.api.types import Kind, ResourceType
+from controllers.runtime import conditions as cond
 from controllers.runtime import predicates
 from controllers.runtime.conditions import Conditions
 from controllers.runtime.events import EventRecorder
@@ -165,8 +166,6 @@ class ReconcileContext:
     def periodic(self) -> bool:
         """Whether this run is only the periodic one: the object is Ready for its generation and no reconcile
         request is pending (a reconciler may then skip work and writes that only report news)."""
-        from controllers.runtime import conditions as cond
-
         meta, status = self.obj.get("metadata") or {}, self.obj.get("status") or {}
         requested = (meta.get("annotations") or {}).get(RECONCILE_REQUEST_ANNOTATION)
         return (cond.is_true(self.obj, cond.READY)
@@ -239,8 +238,8 @@ class Controller:
             for w in reconciler.watches()
         ]
         self._workers: list[threading.Thread] = []
-        self._written: dict[str, str] = {}
-        """key -> the resourceVersion this controller last read or wrote (see :meth:`read`)."""
+        self._known_versions: dict[str, str] = {}
+        """key -> the newest resourceVersion this controller read or wrote (see :meth:`read`)."""
         self._active = 0
         self._active_lock = threading.Lock()
         self.metrics.max_concurrent.set(self.name, value=cs.concurrent)
@@ -287,7 +286,7 @@ class Controller:
     def _on_event(self, type_: str, old: dict | None, new: dict | None) -> None:
         if type_ == "DELETED":
             key = object_key(old)
-            self._written.pop(key, None)
+            self._known_versions.pop(key, None)
             self.queue.cancel(key)
             self.queue.forget(key)
             namespace, name = split_key(key)
@@ -315,7 +314,7 @@ class Controller:
         integers etcd makes them; one that is not an integer always means a GET.
         """
         cached = self.informer.get(key) if self.informer.synced.is_set() else None
-        if cached is not None and _not_older(cached, self._written.get(key)):
+        if cached is not None and _not_older(cached, self._known_versions.get(key)):
             return copy.deepcopy(cached)
         namespace, name = split_key(key)
         try:
@@ -373,7 +372,7 @@ class Controller:
         finally:
             rv = (obj.get("metadata") or {}).get("resourceVersion")
             if rv:
-                self._written[key] = rv
+                self._known_versions[key] = rv
 
     def _process(self, key: str, obj: dict, log: Logger, reconcile_id: str, started: float) -> Decision | None:
         obj.setdefault("apiVersion", self.rt.api_version)

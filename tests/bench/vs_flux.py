@@ -228,7 +228,12 @@ def start_controller(cluster: Cluster, workload: Workload, implementation: str, 
         argv = [str(tools.ensure(workload.controller)), *common]
     else:
         argv = [sys.executable, "-m", "controllers", workload.controller, "--log-encoding=console", *common]
-    return cluster.spawn(workload.controller + (f"-{shard}" if shard else ""), argv)
+    return cluster.spawn(_user(workload, shard), argv)
+
+
+def _user(workload: Workload, shard: str | None) -> str:
+    """The controller's user in the audit log (one per shard)."""
+    return workload.controller + (f"-{shard}" if shard else "")
 
 
 def _ready(obj: dict) -> bool:
@@ -243,12 +248,11 @@ def run(workload: Workload, implementation: str, size: int, git_url: str, workdi
     cluster = Cluster(workdir / f"{implementation}-{size}", git_url, workload.controller).start()
     kube, audit, figures = cluster.kube, cluster.audit, {}
     shards = [f"shard{k + 1}" for k in range(args.shards)] if args.shards > 1 else [None]
-    users = tuple(workload.controller + (f"-{shard}" if shard else "") for shard in shards)
+    users = tuple(_user(workload, shard) for shard in shards)
     namespace, total = "apps", size * len(shards)
     try:
         kube.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         controllers = [start_controller(cluster, workload, implementation, args.concurrent, shard) for shard in shards]
-        controller = controllers[0]
         time.sleep(5)  # process start-up and informers: not part of the figures
         since, started = audit.mark(), time.monotonic()
         for i in range(total):
@@ -256,7 +260,6 @@ def run(workload: Workload, implementation: str, size: int, git_url: str, workdi
             if shards[0]:
                 obj["metadata"]["labels"] = {SHARD_KEY: shards[i % len(shards)]}
             kube.create(workload.kind, obj, namespace)
-        size = total
 
         seen_ready: set[str] = set()
 
@@ -264,16 +267,16 @@ def run(workload: Workload, implementation: str, size: int, git_url: str, workdi
             """Every object has been Ready (Flux's periodic runs mark objects Unknown again while they run: at
             K×1000 some always are)."""
             seen_ready.update(o["metadata"]["name"] for o in kube.list(workload.kind, namespace)["items"] if _ready(o))
-            return len(seen_ready) == size
+            return len(seen_ready) == total
 
         elapsed = wait_until(all_ready, args.timeout, 0.5)
         if elapsed is None:
-            print(f"  {implementation}: not all {size} Ready within {args.timeout:.0f} s; see {controller.log}")
+            print(f"  {implementation}: not all {total} Ready within {args.timeout:.0f} s; see {controllers[0].log}")
             return figures
         figures["ready_s"] = time.monotonic() - started
         time.sleep(2)  # the audit log is written in batches of up to 1 s
         requests = audit.requests(users, since)
-        figures["requests_per_ks"] = sum(requests.values()) / size
+        figures["requests_per_ks"] = sum(requests.values()) / total
         figures["top_requests"] = requests.most_common(14)
         if args.cli and size == 100 and workload.kind is KUSTOMIZATION and not shards[0]:
             figures["cli"] = measure_cli(cluster)
@@ -285,7 +288,7 @@ def run(workload: Workload, implementation: str, size: int, git_url: str, workdi
             idle = audit.requests(users, since, audit.mark())
             figures["idle_per_min"] = sum(idle.values()) * 60 / args.idle
             figures["idle_top"] = idle.most_common(14)
-        figures["edit_s"], figures["scale_s"] = correct_drift(kube, namespace, size, args.drift_timeout)
+        figures["edit_s"], figures["scale_s"] = correct_drift(kube, namespace, total, args.drift_timeout)
         figures["rss_mib"] = sum(c.peak_rss_mib() for c in controllers)  # all shards together
         for c in controllers:
             if c.proc.poll() is not None:
