@@ -7,7 +7,7 @@ TOOLS := etcd kube-apiserver kustomize helm sops age age-keygen versitygw
 # OCI registry, gpg for signed commits, htpasswd for the registry's basic auth.
 APT_PACKAGES := sshd=openssh-server docker-registry=docker-registry gpg=gnupg htpasswd=apache2-utils
 
-.PHONY: setup system-deps tools lint-imports test demo demo-down completions golden bench bench-vs-flux
+.PHONY: setup system-deps tools lint-imports test faults demo demo-down completions golden bench bench-vs-flux
 
 setup: system-deps ## install fluxpy (editable: a path entry, no import hook at start-up) with its test dependencies
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
@@ -29,6 +29,9 @@ lint-imports: ## check the import rule (pyproject.toml's import-linter contracts
 
 test: setup tools lint-imports ## the import rule, then the whole test suite, against a real local control plane
 	$(PYTHON) -m pytest
+
+faults: setup tools ## the full fault-injection suite (tests/faults: 100 Kustomizations, 20 kills); make test runs its short version
+	FLUXPY_FAULTS=full $(PYTHON) -m pytest tests/faults
 
 demo: setup tools ## the main job on the embedded local control plane: the whole bootstrap story
 	$(FLUXPY) dev up

@@ -494,9 +494,11 @@ class KustomizationReconciler(Reconciler):
     @staticmethod
     def _unchanged(key: str, applied: _Applied, watcher: DriftWatcher, digest: str, status: dict) -> bool:
         """Whether a server-side dry run would find nothing to do: the build is the one applied, no drift
-        is reported and every object of the inventory is in the watch caches (so a change would have been)."""
-        return (digest == applied.digest and not watcher.pending(key)
-                and watcher.covers(inventory_refs(status.get("inventory"))))
+        is reported and every object of the inventory is in the watch caches (so a change would have been).
+        An inventory holding more than was applied keeps deferred (hand-over) deletions: the prune must run."""
+        inventory = inventory_refs(status.get("inventory"))
+        return (digest == applied.digest and not watcher.pending(key) and set(inventory) <= applied.objects.keys()
+                and watcher.covers(inventory))
 
     def _confirm(self, ctx: ReconcileContext, obj: dict, client: KubeClient, evaluators: dict, applied: _Applied,
                  revision: str, annotations: dict[str, str], timeout: float, started: float) -> Success:
