@@ -33,7 +33,6 @@ class ControllerProcess:
                      "--metrics-addr=0", "--health-addr=0", "--watch-all-namespaces=false",
                      f"--log-file={log_file}", *QUICK, *extra]
         self.popen: subprocess.Popen | None = None
-        self.starts = 0
         LOG_FILES.append(log_file)
 
     def start(self) -> "ControllerProcess":
@@ -41,7 +40,6 @@ class ControllerProcess:
         env.pop("KUBECONFIG", None)
         self.popen = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.starts += 1
         return self
 
     def running(self) -> bool:
