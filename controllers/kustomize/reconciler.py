@@ -605,7 +605,7 @@ class KustomizationReconciler(Reconciler):
             with self._lock:
                 waiting = key in self._waiting
             if waiting:
-                ctx.enqueue(key)
+                ctx.enqueue_after_status(key)
 
     # ------------------------------------------------------------------ drift corrections (beyond Flux)
 

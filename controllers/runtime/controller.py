@@ -161,6 +161,7 @@ class ReconcileContext:
         self.key, self.obj, self.log, self.reconcile_id = key, obj, log, reconcile_id
         self._patcher = patcher
         self._progress_written: float | None = None
+        self.after_status: list[Callable[[], None]] = []
 
     @property
     def periodic(self) -> bool:
@@ -209,6 +210,11 @@ class ReconcileContext:
             self.controller.queue.add_after(key, delay)
         else:
             self.controller.queue.add(key)
+
+    def enqueue_after_status(self, key: str) -> None:
+        """Queue another object once this run's final status is written (a dependent woken by this object's
+        success must read it Ready, not the status of the run still in progress)."""
+        self.after_status.append(lambda: self.enqueue(key))
 
 
 class Controller:
@@ -416,6 +422,8 @@ class Controller:
         except KubeError as exc:
             log.error("failed to update status", error=exc)
             decision = dataclasses.replace(decision, result="error", backoff=True, error=decision.error or str(exc))
+        for callback in ctx.after_status:
+            callback()
         return self._conclude(key, obj, outcome, decision, log, started)
 
     def _conclude(self, key: str, obj: dict, outcome: Any, decision: Decision, log: Logger,

@@ -110,6 +110,16 @@ class WidgetReconciler(Reconciler):
             ctx.progress("Fetching revision main@sha1:abc")
             self.seen_mid_way = ctx.kube.get(WIDGET, meta["name"], meta["namespace"])
             raise RetryableError("fetch failed", reason="GitOperationFailed", requeue_after=3600)
+        if mode == "wake":  # wake a dependent, then take a while before the run's status is written
+            ctx.enqueue_after_status(f"{meta['namespace']}/{obj['spec']['dependent']}")
+            time.sleep(0.5)
+        if mode == "depend":  # what a dependent reads of its dependency when it runs
+            try:
+                ready = cond.is_ready(ctx.kube.get(WIDGET, obj["spec"]["on"], meta["namespace"]))
+            except NotFound:
+                ready = None
+            with self.lock:
+                self.seen_dependency = [*getattr(self, "seen_dependency", []), ready]
         obj["status"]["value"] = obj["spec"].get("value")
         return Success(f"value {obj['spec'].get('value')} applied", reason="ReconciliationSucceeded")
 
@@ -489,6 +499,16 @@ def test_progress_is_written_mid_way_and_kept_on_failure(kube, namespace, runnin
     rc = cond.get(obj, "Reconciling")
     assert (rc["reason"], rc["message"]) == ("ProgressingWithRetry", "Fetching revision main@sha1:abc")
     assert 3000 < ctl.queue.deadline(f"{namespace}/p1") <= 3600  # explicit retry delay, no backoff
+
+
+def test_a_dependent_woken_after_status_reads_its_dependency_ready(kube, namespace, running):
+    _, rec, _ = running()
+    kube.create(WIDGET, widget("dependent", namespace, mode="depend", on="dependency"), namespace)
+    wait_for(lambda: getattr(rec, "seen_dependency", None), what="the dependent's first run")
+    assert rec.seen_dependency == [None]
+    kube.create(WIDGET, widget("dependency", namespace, mode="wake", dependent="dependent"), namespace)
+    wait_for(lambda: len(rec.seen_dependency) == 2, what="the woken dependent's run")
+    assert rec.seen_dependency == [None, True]  # woken once the dependency's Ready=True is written
 
 
 def test_secondary_watch_queues_mapped_objects(kube, namespace, widget_crd):
