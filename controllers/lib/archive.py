@@ -8,11 +8,13 @@ artifacts and the CLI.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
 import shutil
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -180,7 +182,7 @@ def extract_tarball(src: str | os.PathLike | bytes, dest: str | os.PathLike, *,
                     shutil.copyfile(source, target)
                 else:
                     raise UnsafeArchive(f"tar entry {name!r} has an unsupported file type")
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:  # EOFError: a truncated gzip
         raise UnsafeArchive(f"invalid tarball: {exc}") from None
     finally:
         fileobj.close()

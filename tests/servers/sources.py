@@ -16,6 +16,7 @@ import hashlib
 import tempfile
 import textwrap
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -40,8 +41,10 @@ class ArtifactSources:
         self.kube, self.storage = kube, storage
 
     def publish(self, namespace: str, name: str, files: dict[str, str], *, revision: str | None = None,
-                kind: str = GIT_REPOSITORY.kind, origin_revision: str | None = None) -> dict:
-        """Store ``files`` (dedented) as the source's new artifact; return the artifact."""
+                kind: str = GIT_REPOSITORY.kind, origin_revision: str | None = None,
+                edit: Callable[[dict], None] | None = None) -> dict:
+        """Store ``files`` (dedented) as the source's new artifact; return the artifact. ``edit(artifact)``,
+        when given, changes the artifact before it is announced (e.g. a wrong digest)."""
         with tempfile.TemporaryDirectory(prefix="source-") as tmp:
             for rel, content in files.items():
                 path = Path(tmp) / rel
@@ -50,7 +53,21 @@ class ArtifactSources:
             digest = hashlib.sha1(repr(sorted(files.items())).encode()).hexdigest()
             artifact = self.storage.archive(
                 self.storage.artifact_path(kind, namespace, name, f"{digest}.tar.gz"), tmp)
-        artifact["revision"] = revision or f"main@sha1:{digest}"
+        if edit is not None:
+            edit(artifact)
+        return self._announce(namespace, name, kind, artifact, revision or f"main@sha1:{digest}", origin_revision)
+
+    def publish_bytes(self, namespace: str, name: str, data: bytes, *, revision: str | None = None,
+                      kind: str = GIT_REPOSITORY.kind) -> dict:
+        """Store ``data`` as it is (e.g. a hand-made, hostile tarball) as the source's new artifact."""
+        digest = hashlib.sha1(data).hexdigest()
+        artifact = self.storage.store_bytes(self.storage.artifact_path(kind, namespace, name, f"{digest}.tar.gz"), data)
+        return self._announce(namespace, name, kind, artifact, revision or f"main@sha1:{digest}", None)
+
+    def _announce(self, namespace: str, name: str, kind: str, artifact: dict, revision: str,
+                  origin_revision: str | None) -> dict:
+        """Write ``artifact`` (at ``revision``) as the source's status, as a source-controller does."""
+        artifact["revision"] = revision
         if origin_revision:
             artifact["metadata"] = {"org.opencontainers.image.revision": origin_revision}
         self.ensure(namespace, name, kind)

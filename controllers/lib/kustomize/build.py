@@ -42,6 +42,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -60,6 +61,8 @@ KUSTOMIZE_API_VERSION = "kustomize.config.k8s.io/v1beta1"
 #: What ``flux build`` shows instead of SOPS-encrypted values.
 SOPS_MASK = "**SOPS**"
 DEFAULT_TIMEOUT = 300.0
+#: a YAML file whose aliases expand to more nodes than this is refused before kustomize reads it
+MAX_EXPANDED_NODES = 1_000_000
 _PLACEHOLDER_NAMESPACE = "_placeholder"
 _MANIFEST_EXTENSIONS = (".yaml", ".yml")
 
@@ -328,6 +331,21 @@ def scan_manifests(root: Path, directory: Path, *, exclude: Exclude | None = Non
     return found
 
 
+class _UniqueKeysLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping key given twice as Go's YAML decoding does (kustomize reports
+    it too, but without naming the file)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f'mapping key "{key}" already defined at line {seen[key] + 1}', key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _check_manifest(root: Path, path: Path) -> None:
     """What kustomize's resource factory demands of a file it is given: YAML, and per document a kind
     and a name (Lists need no name)."""
@@ -335,7 +353,7 @@ def _check_manifest(root: Path, path: Path) -> None:
     if path.is_symlink() and not tree.inside(root, path):
         raise BuildError(f"failed to decode Kubernetes YAML from {rel}: it links outside the source")
     try:
-        documents = list(yaml.safe_load_all(path.read_text(errors="replace")))
+        documents = list(yaml.load_all(path.read_text(errors="replace"), Loader=_UniqueKeysLoader))
     except yaml.YAMLError as exc:
         raise BuildError(f"failed to decode Kubernetes YAML from {rel}: {tree.yaml_error(exc)}") from None
     for doc in documents:
@@ -375,14 +393,63 @@ def check_references(root: Path, directory: Path, *, no_remote_bases: bool) -> N
         raise BuildError(str(exc)) from None
 
 
+_ANCHOR = re.compile(r"(^|[\s\[{,:-])&[^\s\[\]{},]+")
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for once every alias is copied out (shared nodes counted each time)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_nodes(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_nodes(k, memo) + _expanded_nodes(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = size
+    return size
+
+
+def refuse_yaml_bombs(root: Path) -> None:
+    """Refuse a YAML file under ``root`` whose aliases expand beyond :data:`MAX_EXPANDED_NODES` ("billion
+    laughs"): kustomize would copy every alias out and grow until it runs out of memory or time. Only files
+    with an anchor are parsed; a file that does not parse is left for kustomize to report."""
+    for directory, _, files in os.walk(root):
+        for file in files:
+            path = Path(directory) / file
+            if path.suffix not in _MANIFEST_EXTENSIONS or path.is_symlink():
+                continue
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                continue
+            if "*" not in text or not _ANCHOR.search(text):
+                continue
+            try:
+                nodes = list(yaml.compose_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+                memo: dict[int, int] = {}
+                expanded = sum(_expanded_nodes(node, memo) for node in nodes if node is not None)
+            except yaml.YAMLError:
+                continue
+            except RecursionError:
+                raise BuildError(f"failed to decode Kubernetes YAML from {tree.relative(root, path)}: yaml: "
+                                 "exceeded max depth") from None
+            if expanded > MAX_EXPANDED_NODES:
+                raise BuildError(f"failed to decode Kubernetes YAML from {tree.relative(root, path)}: yaml: "
+                                 f"document contains excessive aliasing (it expands to {expanded} nodes, more "
+                                 f"than {MAX_EXPANDED_NODES})")
+
+
 def run_kustomize(directory: Path, *, root: Path, timeout: float = DEFAULT_TIMEOUT, offline: bool = False) -> str:
     """``kustomize build --load-restrictor LoadRestrictionsNone`` of ``directory``; its YAML output.
 
     ``offline`` runs it without git on PATH and behind an unreachable proxy, so no remote base or file can
-    be fetched. Raises BuildError "kustomize build failed: ..." with paths shown relative to ``root``.
+    be fetched. YAML bombs under ``root`` are refused first (:func:`refuse_yaml_bombs`). Raises BuildError "kustomize build failed: ..." with paths shown relative to ``root``.
     """
     from controllers.localcluster.tools import ensure
 
+    refuse_yaml_bombs(root)
     env = dict(os.environ)
     if offline:
         env["PATH"] = ""
