@@ -25,8 +25,16 @@ START_TIMEOUT = 90
 CRD_TIMEOUT = 60
 
 
+def pytest_configure(config):
+    """Keep the session's log records for the secrets scan (:mod:`servers.leaks`)."""
+    from servers import leaks
+
+    leaks.install()
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark every test that needs the control plane ``integration``.
+    """Mark every test that needs the control plane ``integration``; run the secrets scan
+    (``test_zz_secrets.py``) after everything else, whatever the order of the paths given.
 
     ``fixturenames`` is the transitive closure, so ``kube``, ``kubeconfig``, ``namespace`` and ``flux_crds``
     all bring ``control_plane`` in, while a test module's own fixture that happens to be called
@@ -35,6 +43,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "control_plane" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: "test_zz_secrets.py" in item.nodeid)  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +91,11 @@ def namespace(kube, request) -> str:
 @pytest.fixture(scope="session")
 def flux_crds(kube):
     """Apply every fluxpy CRD and wait until each is Established and its resource is served."""
+    return install_flux_crds(kube)
+
+
+def install_flux_crds(kube) -> list[dict]:
+    """Apply every fluxpy CRD to the cluster of ``kube``; return them once Established and served."""
     from controllers.api.builtin import CRD
     from manifestgen.crds import crd_manifests
 

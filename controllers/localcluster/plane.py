@@ -200,6 +200,29 @@ class ControlPlane:
         self._apiserver = self._etcd = None
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
+    def restart(self, component: str, *, down: float = 0.0, kill: bool = False, timeout: float = 60.0) -> None:
+        """Stop one component ("etcd" or "kube-apiserver"; SIGTERM, or SIGKILL with ``kill``), keep it down
+        ``down`` seconds, start it again on the same ports with the same data, and wait until the apiserver
+        answers ``/readyz`` again (clients and watches see an outage, as when a real one restarts)."""
+        procs = {"etcd": self._etcd, "kube-apiserver": self._apiserver}
+        proc = procs.get(component)
+        if proc is None or proc.popen is None:
+            raise ControlPlaneError(f"cannot restart {component!r}: expected a running etcd or kube-apiserver")
+        etcd_bin, apiserver_bin = self._binaries()
+        if kill:
+            proc.popen.kill()
+            proc.popen.wait(10)
+        else:
+            _terminate(proc.popen, 5.0)
+        time.sleep(down)
+        deadline = time.monotonic() + timeout
+        if component == "etcd":
+            self._etcd = self._spawn("etcd", [str(etcd_bin), *self._etcd_args()], append=True)
+            self._wait_etcd(deadline)
+        else:
+            self._apiserver = self._spawn("kube-apiserver", [str(apiserver_bin), *self._apiserver_args()], append=True)
+        self._wait_apiserver(deadline, timeout)
+
     def kubeconfig_for(self, user: str, groups: tuple[str, ...] | list[str] = ()) -> Path:
         """Mint a kubeconfig for ``user`` in ``groups`` (client certificate signed by this plane's CA)."""
         if not self.apiserver_port:
@@ -297,9 +320,9 @@ class ControlPlane:
             *self.extra_apiserver_args,
         ]
 
-    def _spawn(self, name: str, argv: list[str]) -> _Process:
+    def _spawn(self, name: str, argv: list[str], *, append: bool = False) -> _Process:
         proc = _Process(name, argv, self.log_dir / f"{name}.log")
-        with open(proc.log, "wb") as out:
+        with open(proc.log, "ab" if append else "wb") as out:
             out.write(("$ " + " ".join(argv) + "\n").encode())
             out.flush()
             proc.popen = subprocess.Popen(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from servers import leaks
 from tests.bootstrap.support import E2E_COMPONENTS
 
 
@@ -92,6 +93,7 @@ def fluxpy(monkeypatch):
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
         result = CliRunner().invoke(app, prepare_args(list(args)), input=input, env=env,
                                     catch_exceptions=False)
+        leaks.record_output(args, result.stdout + result.stderr)
         return Result(result.exit_code, result.stdout, result.stderr)
 
     return run

@@ -142,7 +142,9 @@ def secret_values(case: Case) -> list[str]:
     """The plaintext values of the Secrets in the case's files (none may show in a message)."""
     values = []
     for text in (case.files or {}).values():
-        for doc in yaml.safe_load_all(text):
+        if "kind: Secret" not in text:
+            continue
+        for doc in yaml.safe_load_all(text):  # the corpus's Secrets are valid YAML
             if isinstance(doc, dict) and doc.get("kind") == "Secret":
                 values += [str(v) for v in (doc.get("stringData") or {}).values()]
     return values

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flux_cli.main import app, prepare_args  # main registers every command on the root app
+from servers import leaks
 
 
 @dataclasses.dataclass
@@ -27,6 +28,7 @@ def fluxpy(monkeypatch):
 
     def run(*args: str, input: str | None = None) -> Result:
         result = CliRunner().invoke(app, prepare_args(list(args)), input=input, catch_exceptions=False)
+        leaks.record_output(args, result.stdout + result.stderr)
         return Result(result.exit_code, result.stdout, result.stderr)
 
     return run

@@ -81,16 +81,21 @@ def stale_objects(old: Mapping | None, new: Mapping | None, skipped: Iterable[Ob
 
 
 def is_settled(kustomization: Mapping, source_revision: str | None) -> bool:
-    """Whether a Kustomization has reconciled what it was asked to: its current generation (Ready is True or
-    False for it, not Unknown, and not for want of a dependency) and, when known, its source's current revision."""
+    """Whether a Kustomization has reconciled what it was asked to: its current generation (the run that
+    ended last was for it, and not stopped for want of a dependency) and, when known, its source's current
+    revision. One running again on the revision and generation it already attempted (Ready=Unknown while it
+    runs) is settled: it builds the objects it built before, so it claims nothing new. (Two Kustomizations
+    that defer their stale deletions to each other would otherwise wait on each other's re-runs for good.)"""
     ready = find_condition(kustomization, meta.READY)
-    if not ready or ready.get("status") not in ("True", "False"):
+    if not ready or ready.get("reason") == meta.DEPENDENCY_NOT_READY_REASON:
+        return False  # never reconciled, or it has not applied anything yet
+    generation = dig(kustomization, "metadata.generation")
+    attempted = bool(source_revision) and dig(kustomization, "status.lastAttemptedRevision") == source_revision
+    if ready.get("status") not in ("True", "False"):
+        return attempted and dig(kustomization, "status.observedGeneration") == generation
+    if ready.get("observedGeneration") != generation:
         return False
-    if ready.get("reason") == meta.DEPENDENCY_NOT_READY_REASON:
-        return False  # it has not applied anything yet
-    if ready.get("observedGeneration") != dig(kustomization, "metadata.generation"):
-        return False
-    return not source_revision or dig(kustomization, "status.lastAttemptedRevision") == source_revision
+    return not source_revision or attempted
 
 
 def pending_claimants(kustomizations: Iterable[Mapping], owner: Owner,

@@ -59,13 +59,16 @@ def test_deletion_policy(spec, inventory, deletes):
 
 
 def kustomization(name: str, namespace: str, *, generation: int = 1, ready: str | None = None,
-                  observed: int | None = None, attempted: str | None = None, reason: str = "Test", **spec) -> dict:
+                  observed: int | None = None, attempted: str | None = None, reason: str = "Test",
+                  finished: int | None = None, **spec) -> dict:
     obj = {"metadata": {"name": name, "namespace": namespace, "generation": generation}, "spec": spec, "status": {}}
     if ready:
         obj["status"]["conditions"] = [{"type": "Ready", "status": ready, "reason": reason,
                                         "observedGeneration": generation if observed is None else observed}]
     if attempted:
         obj["status"]["lastAttemptedRevision"] = attempted
+    if finished is not None:
+        obj["status"]["observedGeneration"] = finished
     return obj
 
 
@@ -76,6 +79,9 @@ def test_pending_claimants_are_the_kustomizations_not_yet_settled():
         kustomization("old", "apps"),  # the owner itself
         kustomization("new", "apps"),  # never reconciled
         kustomization("busy", "apps", ready="Unknown"),  # reconciling now
+        # running again on the revision and generation it already attempted: it claims nothing new
+        kustomization("rerun", "apps", ready="Unknown", attempted=revision, finished=1),
+        kustomization("respec", "apps", generation=2, ready="Unknown", attempted=revision, finished=1),
         kustomization("changed", "apps", generation=2, ready="True", observed=1, attempted=revision),
         kustomization("behind", "apps", ready="True", attempted="main@sha1:old"),
         kustomization("done", "apps", ready="True", attempted=revision),
@@ -86,7 +92,7 @@ def test_pending_claimants_are_the_kustomizations_not_yet_settled():
                                                           "deletionTimestamp": "2024-01-01T00:00:00Z"}},
     ]
     assert pending_claimants(listed, owner, lambda ks: revision) == [
-        "apps/behind", "apps/busy", "apps/changed", "apps/new", "apps/waits"]
+        "apps/behind", "apps/busy", "apps/changed", "apps/new", "apps/respec", "apps/waits"]
     assert is_settled(kustomization("x", "a", ready="True"), None)
 
 
