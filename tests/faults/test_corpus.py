@@ -9,6 +9,7 @@ revision and keep the good one's objects, inventory and ``lastAppliedRevision``.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -17,14 +18,15 @@ from typing import Callable
 import pytest
 import yaml
 
-from controllers.api.builtin import CONFIGMAP, SECRET, SERVICE_ACCOUNT
+from controllers.api.builtin import CONFIGMAP, CRD, DEPLOYMENT, NAMESPACE, SECRET, SERVICE_ACCOUNT
 from controllers.api.kustomize import KUSTOMIZATION
-from controllers.api.source import GIT_REPOSITORY
 from controllers.api.objects import dig, find_condition
+from controllers.api.source import GIT_REPOSITORY
 from controllers.kustomize.reconciler import parse_feature_gates
-from controllers.runtime.kube import KubeError, NotFound
+from controllers.runtime.kube import KubeError
 from servers.git import artifact_storage  # noqa: F401 - fixture
 from servers.sources import artifact_sources  # noqa: F401 - fixture
+from servers.waiting import ready_with
 
 from ..controllers.conftest import new_age_key, sops_encrypt
 from ..controllers.kustomize.test_reconciler import configmap, ks_controller, ks_object  # noqa: F401 - fixture
@@ -34,7 +36,8 @@ from .corpus import Case, build_archive, load_cases
 NAME_LABEL = "kustomize.toolkit.fluxcd.io/name"
 #: the kinds a case's ``objects`` may hold
 OBJECT_KINDS = {rt.kind: rt for rt in (KUSTOMIZATION, CONFIGMAP, GIT_REPOSITORY)}
-SETTLE_TIMEOUT = float(__import__("os").environ.get("CORPUS_TIMEOUT", "60"))
+#: how long a case may take to fail, and to recover (``CORPUS_TIMEOUT`` changes it, to debug one case)
+SETTLE_TIMEOUT = float(os.environ.get("CORPUS_TIMEOUT", "60"))
 
 
 def good_file(case: Case, version: int) -> dict[str, str]:
@@ -44,9 +47,9 @@ def good_file(case: Case, version: int) -> dict[str, str]:
 def applied_objects(kube, namespace: str, case: Case) -> set[str]:
     """What carries the case's owner label: every object it ever applied (of the kinds the corpus writes)."""
     found = set()
-    for rt in (CONFIGMAP, SECRET, SERVICE_ACCOUNT):
-        for item in kube.list(rt, namespace, label_selector=f"{NAME_LABEL}={case.name}")["items"]:
-            found.add(f"{rt.kind}/{item['metadata']['name']}")
+    for rt in (CONFIGMAP, SECRET, SERVICE_ACCOUNT, DEPLOYMENT, NAMESPACE, CRD):
+        listed = kube.list(rt, namespace if rt.namespaced else None, label_selector=f"{NAME_LABEL}={case.name}")
+        found |= {f"{rt.kind}/{item['metadata']['name']}" for item in listed["items"]}
     return found
 
 
@@ -112,13 +115,6 @@ def repair_case(kube, namespace: str, sources, case: Case, before: dict) -> str:
     return sources.publish(namespace, case.name, good_file(case, 3))["revision"]
 
 
-def ready_is(obj: dict, status: str, reason: str | None = None) -> bool:
-    """Whether Ready has ``status`` (and ``reason``) for the object's generation."""
-    ready = find_condition(obj, "Ready") or {}
-    return (ready.get("observedGeneration") == obj["metadata"]["generation"] and ready.get("status") == status
-            and (reason is None or ready.get("reason") == reason))
-
-
 def wait_all(kube, namespace: str, expected: dict[str, Callable[[dict], bool]]) -> dict[str, dict | str]:
     """Each Kustomization of ``expected`` once its predicate holds, else (after one shared timeout) what its
     Ready condition shows instead."""
@@ -181,7 +177,7 @@ def run_corpus(kube, namespace: str, ks_controller, sources, group: str) -> None
         sources.publish(namespace, case.name, good_file(case, 1))
         kube.create(KUSTOMIZATION, ks_object(case.name, namespace, source=case.name, targetNamespace=namespace,
                                              retryInterval="2s"), namespace)
-    before = wait_all(kube, namespace, {c.name: lambda o: ready_is(o, "True") for c in cases})
+    before = wait_all(kube, namespace, {c.name: ready_with("True") for c in cases})
     unready = {name: obj for name, obj in before.items() if isinstance(obj, str)}
     assert not unready, f"the good revision is not applied: {unready}"
     good_objects = {c.name: applied_objects(kube, namespace, c) for c in cases}
@@ -195,16 +191,13 @@ def run_corpus(kube, namespace: str, ks_controller, sources, group: str) -> None
             refused[case.name] = str(exc)
             if not case.rejected:
                 failures[case.label] = [f"could not set up the case: {exc}"]
-    for case in cases:
-        if case.rejected:
-            if case.name not in refused:
-                failures[case.label] = ["the apiserver accepted the spec"]
-            else:
-                failures[case.label] = [f"the refusal {refused[case.name]!r} lacks {part!r}"
-                                        for part in case.rejected if part not in refused[case.name]]
-            if not failures[case.label]:
-                del failures[case.label]
-    broken = wait_all(kube, namespace, {c.name: lambda o, c=c: ready_is(o, "True" if c.rejected else "False", c.reason)
+    for case in (c for c in cases if c.rejected):
+        refusal = refused.get(case.name)
+        wrong = ["the apiserver accepted the spec"] if refusal is None else [
+            f"the refusal {refusal!r} lacks {part!r}" for part in case.rejected if part not in refusal]
+        if wrong:
+            failures[case.label] = wrong
+    broken = wait_all(kube, namespace, {c.name: ready_with("True" if c.rejected else "False", c.reason)
                                         for c in cases if c.label not in failures})
     for case in cases:
         if case.label not in failures:
@@ -215,9 +208,9 @@ def run_corpus(kube, namespace: str, ks_controller, sources, group: str) -> None
     for case in cases:
         try:
             revisions[case.name] = repair_case(kube, namespace, sources, case, before[case.name])
-        except (KubeError, NotFound) as exc:
+        except KubeError as exc:
             failures.setdefault(case.label, []).append(f"could not repair: {exc}")
-    repairs = wait_all(kube, namespace, {c.name: lambda o, c=c: ready_is(o, "True") and dig(
+    repairs = wait_all(kube, namespace, {c.name: lambda o, c=c: ready_with("True")(o) and dig(
         o, "status.lastAppliedRevision") == revisions.get(c.name) for c in cases})
     for case in cases:
         repaired = repairs[case.name]
