@@ -1,8 +1,9 @@
 """What the test session said, kept for the secrets scan (``tests/faults/test_zz_secrets.py``, run last).
 
 - :func:`install` (from ``tests/conftest.py``) keeps every log record of a ``fluxpy`` logger (at INFO
-  and above, the controllers' default level): in-process controllers, the CLI, the servers. It hooks the log record factory, so it keeps records even when a test
-  reconfigures fluxpy's handlers (``controllers.runtime.logs.configure``).
+  and above, the controllers' default level): in-process controllers, the CLI, the servers. It hooks the
+  log record factory, so it keeps records even when a test reconfigures fluxpy's handlers
+  (``controllers.runtime.logs.configure``).
 - :func:`record_output` is called by the ``fluxpy`` fixtures with each in-process CLI run.
 """
 from __future__ import annotations

@@ -445,7 +445,8 @@ def run_kustomize(directory: Path, *, root: Path, timeout: float = DEFAULT_TIMEO
     """``kustomize build --load-restrictor LoadRestrictionsNone`` of ``directory``; its YAML output.
 
     ``offline`` runs it without git on PATH and behind an unreachable proxy, so no remote base or file can
-    be fetched. YAML bombs under ``root`` are refused first (:func:`refuse_yaml_bombs`). Raises BuildError "kustomize build failed: ..." with paths shown relative to ``root``.
+    be fetched. YAML bombs under ``root`` are refused first (:func:`refuse_yaml_bombs`). Raises BuildError
+    "kustomize build failed: ..." with paths shown relative to ``root``.
     """
     from controllers.localcluster.tools import ensure
 
