@@ -77,13 +77,13 @@ def localhost_override(url: str) -> str | None:
 
 def fetch_artifact(artifact: dict, dest: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT,
                    retries: int = DEFAULT_RETRIES, retry_wait: tuple[float, float] = RETRY_WAIT,
-                   hostname: str | None = None, user_agent: str = "fluxpy", max_size: int | None = None) -> Path:
+                   hostname: str | None = None, user_agent: str = "fluxpy") -> Path:
     """Download ``artifact`` (a ``status.artifact``: ``url``, ``digest``), verify it and extract it into
     ``dest`` (created); return ``dest``. ``hostname`` None: :func:`localhost_override`; "": none.
 
-    Beyond Flux (which extracts without a cap): the extracted content is capped at ``max_size`` bytes
-    (default :data:`~controllers.lib.archive.MAX_UNTAR_SIZE`, negative: no cap), so a decompression bomb
-    in an artifact fails the reconciliation instead of filling the controller's disk."""
+    Beyond Flux (which extracts without a cap): the extracted content is capped at
+    :data:`~controllers.lib.archive.MAX_UNTAR_SIZE` bytes, so a decompression bomb in an artifact fails the
+    reconciliation instead of filling the controller's disk."""
     from controllers.lib.archive import MAX_UNTAR_SIZE, UnsafeArchive, extract_tarball
 
     url, digest = artifact.get("url") or "", artifact.get("digest") or ""
@@ -110,7 +110,7 @@ def fetch_artifact(artifact: dict, dest: str | os.PathLike, *, timeout: float = 
             raise FetchError(f"failed to verify archive: computed digest doesn't match provided '{digest}' "
                              "(check whether file size exceeds max download size)")
         try:
-            extract_tarball(archive, dest, max_size=MAX_UNTAR_SIZE if max_size is None else max_size)
+            extract_tarball(archive, dest, max_size=MAX_UNTAR_SIZE)
         except UnsafeArchive as exc:
             raise FetchError("failed to extract archive (check whether file size exceeds max download size): "
                              f"{exc}") from None

@@ -11,7 +11,7 @@ A case describes how to break a Kustomization that applied a good revision, and 
     artifact: {digest: ...}    # instead: the good artifact announced with a wrong digest, or {missing: true}
     spec: {path: ./missing}    # a merge patch of the Kustomization's spec (undone when the case is repaired)
     objects: [...]             # objects created first (e.g. a second Kustomization of a dependency cycle)
-    sops: {encrypt: [secret.yaml], decrypt_with: other-key | missing-secret}
+    sops: {encrypt: [secret.yaml], decrypt_with: other-key | same-key | missing-secret, tamper: true}
     expect:
       reason: BuildFailed      # Ready=False with this reason
       message: [fragments]     # each in Ready's message
