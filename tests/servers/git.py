@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from controllers.localcluster.plane import free_port
-from servers.net import serve_http, stop_http
+from servers.net import PausableHandlers, serve_http, stop_http
 from servers.tls import serving_certificate
 
 SSHD = "/usr/sbin/sshd"
@@ -186,8 +186,9 @@ class _RepoHost:
 
 # --------------------------------------------------------------------------- smart HTTP
 
-class GitHTTPServer(_RepoHost):
-    """``git http-backend`` behind a threaded HTTP(S) server on 127.0.0.1."""
+class GitHTTPServer(PausableHandlers, _RepoHost):
+    """``git http-backend`` behind a threaded HTTP(S) server on 127.0.0.1; ``stop()`` then ``start()``
+    serves again on the same port, ``pause()`` hangs it."""
 
     def __init__(self, workdir: Path, *, username: str = "", password: str = "", bearer_token: str = "",
                  tls: bool = False, delay: float = 0.0):
@@ -200,6 +201,7 @@ class GitHTTPServer(_RepoHost):
         self.requests = 0
         self._lock = threading.Lock()
         self._server: http.server.ThreadingHTTPServer | None = None
+        self._context: ssl.SSLContext | None = None
         self.port = 0
 
     @property
@@ -238,6 +240,7 @@ class GitHTTPServer(_RepoHost):
             def _cgi(self) -> None:
                 with server._lock:
                     server.requests += 1
+                server.held()
                 if server.delay:
                     time.sleep(server.delay)
                 if not server._authorized(self.headers.get("Authorization")):
@@ -285,7 +288,9 @@ class GitHTTPServer(_RepoHost):
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
                 pass
 
-        self._server = serve_http(Handler, "git-http", self._tls_context() if self.tls else None)
+        if self.tls and self._context is None:  # once: a restart keeps the certificate
+            self._context = self._tls_context()
+        self._server = serve_http(Handler, "git-http", self._context, self.port)
         self.port = self._server.server_address[1]
         return self
 

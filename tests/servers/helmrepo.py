@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from controllers.lib.helm import HelmCLI
-from servers.net import serve_http, stop_http
+from servers.net import PausableHandlers, serve_http, stop_http
 from servers.tls import serving_certificate
 
 TIMEOUT = 60.0
@@ -70,8 +70,9 @@ class Request:
     """Whether it carried any Authorization header."""
 
 
-class HelmRepoServer:
-    """A static Helm repository: ``root`` holds the charts and ``index.yaml``; ``url`` is where it is served."""
+class HelmRepoServer(PausableHandlers):
+    """A static Helm repository: ``root`` holds the charts and ``index.yaml``; ``url`` is where it is served.
+    ``stop()`` then ``start()`` serves again on the same port, ``pause()`` hangs it."""
 
     def __init__(self, root: Path, *, username: str = "", password: str = "", tls: bool = False):
         self.root = Path(root)
@@ -82,11 +83,13 @@ class HelmRepoServer:
         self.delay = 0.0
         """Seconds to wait before answering (to test timeouts)."""
         self._server: http.server.ThreadingHTTPServer | None = None
+        self._context: ssl.SSLContext | None = None
+        self.port = 0
 
     @property
     def url(self) -> str:
         scheme = "https" if self.tls else "http"
-        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def add_chart(self, chart_dir: Path, version: str = "", *, reindex: bool = True) -> Path:
         """Package a chart directory into the repository (and index it again)."""
@@ -118,6 +121,7 @@ class HelmRepoServer:
                 header = self.headers.get("Authorization") or ""
                 authorized = not expected or header == expected
                 server.requests.append(Request(self.path, authorized and bool(expected), bool(header)))
+                server.held()
                 if server.delay:
                     threading.Event().wait(server.delay)
                 if not authorized:
@@ -131,7 +135,10 @@ class HelmRepoServer:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
                 pass
 
-        self._server = serve_http(Handler, "helm-repo", self._tls_context() if self.tls else None)
+        if self.tls and self._context is None:  # once: a restart keeps the certificate
+            self._context = self._tls_context()
+        self._server = serve_http(Handler, "helm-repo", self._context, self.port)
+        self.port = self._server.server_address[1]
         return self
 
     def _tls_context(self) -> ssl.SSLContext:

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from controllers.localcluster.plane import _die_with_parent, _tail, _terminate, free_port
-from servers.net import serve_http, stop_http
+from servers.net import PausableProcess, serve_http, stop_http
 from servers.tls import client_context, new_ca, serving_certificate
 
 BINARY = "/usr/bin/docker-registry"
@@ -41,8 +41,9 @@ SERVICE = "fluxpy-test-registry"
 ISSUER = "fluxpy-test-token-issuer"
 
 
-class Registry:
-    """One docker-registry process with a temporary storage directory; ``auth`` is none|htpasswd|token."""
+class Registry(PausableProcess):
+    """One docker-registry process with a temporary storage directory; ``auth`` is none|htpasswd|token.
+    ``stop()`` then ``start()`` serves the same storage again on the same port (a TLS one with a new CA), ``pause()`` hangs it."""
 
     def __init__(self, workdir: Path, auth: str = "none", *, tls: bool = False):
         if auth not in ("none", "htpasswd", "token"):
@@ -134,8 +135,9 @@ class Registry:
         auth = self._write_auth()
         tls = self._write_tls() if self.tls else {}
         deadline = time.monotonic() + timeout
+        restart_on = self.port
         while True:  # the port is chosen before the registry binds it: retry if another process took it
-            self.port = free_port()
+            self.port = restart_on or free_port()
             config = self.workdir / "config.yml"
             config.write_text(json.dumps({
                 "version": "0.1",

@@ -20,13 +20,15 @@ import pytest
 from controllers.localcluster.plane import _die_with_parent, _tail, _terminate, free_port
 from controllers.localcluster.tools import ensure
 from controllers.source.s3client import S3Client, S3Error
+from servers.net import PausableProcess
 from servers.tls import client_context, serving_certificate
 
 START_TIMEOUT = 30.0
 REGION = "us-east-1"
 
-class S3Server:
-    """One versitygw process serving the directories under ``root`` as buckets."""
+class S3Server(PausableProcess):
+    """One versitygw process serving the directories under ``root`` as buckets; ``stop()`` then ``start()``
+    serves them again on the same port (a TLS one with a new CA), ``pause()`` hangs it."""
 
     def __init__(self, workdir: Path, *, tls: bool = False, region: str = REGION):
         self.workdir, self.tls, self.region = Path(workdir), tls, region
@@ -50,8 +52,9 @@ class S3Server:
         if self.tls:
             argv += self._write_tls()
         deadline = time.monotonic() + timeout
+        restart_on = self.port
         while True:  # the port is chosen before the server binds it: retry if another process took it
-            self.port = free_port()
+            self.port = restart_on or free_port()
             with open(self.log, "ab") as out:
                 self._popen = subprocess.Popen(
                     [*argv, "--port", self.endpoint, "posix", str(root)],
