@@ -27,8 +27,15 @@ from .processes import LOG_FILES
 
 PUBLIC_KEYS = {"ca.crt", "tls.crt", "caFile", "certFile", "identity.pub", "known_hosts", "username", "user"}
 MIN_LENGTH = 8
-#: CLI runs whose job is to print a Secret (``create secret ... --export``)
+#: the commands that print a Secret when asked to (``--export``)
 PRINTS_SECRETS = ("create secret", "create tenant")
+
+
+def prints_secrets(args: tuple[str, ...]) -> bool:
+    """Whether the CLI run's job was to print a Secret: ``create secret ... --export`` (without ``--export``
+    it only reports what it created, and is scanned)."""
+    exported = any(a == "--export" or a.startswith("--export=") for a in args)
+    return exported and any(" ".join(args).startswith(p) for p in PRINTS_SECRETS)
 
 
 def secret_values(kube) -> dict[str, str]:
@@ -66,8 +73,7 @@ def said(kube) -> list[tuple[str, str]]:
             meta = obj["metadata"]
             texts.append((f"status of {kind.kind}/{meta.get('namespace')}/{meta['name']}",
                           json.dumps(obj.get("status") or {})))
-    texts += [(f"fluxpy {' '.join(args)}", output) for args, output in leaks.outputs()
-              if not any(" ".join(args).startswith(p) for p in PRINTS_SECRETS)]
+    texts += [(f"fluxpy {' '.join(args)}", output) for args, output in leaks.outputs() if not prints_secrets(args)]
     return texts
 
 
