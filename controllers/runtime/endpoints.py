@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.server
+import sys
 import threading
 from typing import Callable
 
@@ -59,12 +60,24 @@ class EndpointServer:
         self._http.stop()
 
 
+class QuietHTTPServer(http.server.ThreadingHTTPServer):
+    """A ``ThreadingHTTPServer`` of daemon threads that says nothing when a client hangs up mid-answer (a
+    consumer killed or timed out while downloading); any other handler error still prints its traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class ThreadedServer:
-    """A ``ThreadingHTTPServer`` bound to ``bind`` and served on a daemon thread; :attr:`port` is the bound port."""
+    """A :class:`QuietHTTPServer` bound to ``bind`` and served on a daemon thread; :attr:`port` is the bound
+    port."""
 
     def __init__(self, bind: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler], name: str):
-        self._server = http.server.ThreadingHTTPServer(bind, handler)
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(bind, handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"{name}-{self.port}", daemon=True)
 

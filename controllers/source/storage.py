@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from controllers.runtime.conditions import now
-from controllers.runtime.endpoints import parse_addr
+from controllers.runtime.endpoints import ThreadedServer, parse_addr
 from controllers.lib.archive import (  # noqa: F401 - storage's archive layout
     _CHUNK, DIR_MODE, EXE_FILE_MODE, FILE_MODE, MAX_UNTAR_SIZE, ArchiveFilter, UnsafeArchive, _add_entry, file_digest,
     walk_tree,
@@ -262,8 +262,7 @@ class ArtifactServer:
 
     def __init__(self, storage: Storage, addr: str):
         self.storage, self.addr = storage, addr
-        self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
         self.port: int | None = None
 
     def start(self) -> "ArtifactServer":
@@ -310,19 +309,12 @@ class ArtifactServer:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(bind, Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"artifact-server-{self.port}",
-                                        daemon=True)
-        self._thread.start()
+        self._server = ThreadedServer(bind, Handler, "artifact-server").start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         self._server = None
-        if self._thread:
-            self._thread.join(5)

@@ -16,10 +16,11 @@ import http.server
 import signal
 import socket
 import ssl
-import sys
 import threading
 
 import pytest
+
+from controllers.runtime.endpoints import QuietHTTPServer
 
 HOST = "127.0.0.1"
 #: the longest a paused in-process server holds a request (a test that forgets to resume still ends)
@@ -33,20 +34,11 @@ def refused_endpoint() -> str:
         return f"{HOST}:{s.getsockname()[1]}"
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return  # a client that gave up (a timeout test): not worth a traceback
-        super().handle_error(request, client_address)
-
-
 def serve_http(handler: type[http.server.BaseHTTPRequestHandler], name: str,
                context: ssl.SSLContext | None = None, port: int = 0) -> http.server.ThreadingHTTPServer:
     """Serve ``handler`` on a loopback port (``port``, or a free one: ``.server_address[1]``) from a daemon
     thread ``<name>-<port>``, over TLS when ``context`` is given; stop it with :func:`stop_http`."""
-    server = _Server((HOST, port), handler)
+    server = QuietHTTPServer((HOST, port), handler)  # a client that gave up (a timeout test) prints nothing
     if context is not None:
         server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, name=f"{name}-{server.server_address[1]}", daemon=True).start()

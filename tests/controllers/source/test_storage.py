@@ -5,6 +5,8 @@ import argparse
 import gzip
 import io
 import os
+import socket
+import struct
 import tarfile
 import time
 import urllib.error
@@ -208,6 +210,23 @@ def test_server_serves_stored_files(storage):
             assert err.value.code == 404
     finally:
         server.stop()
+
+
+def test_a_consumer_hanging_up_mid_download_prints_no_traceback(storage, capfd):
+    """A consumer killed (or timed out) while it downloads an artifact is no error of the server's."""
+    artifact = storage.store_bytes("ocirepository/ns/o/big.tar.gz", os.urandom(8 << 20))
+    server = ArtifactServer(storage, "127.0.0.1:0").start()
+    try:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+                conn.sendall(f"GET /{artifact['path']} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                assert conn.recv(4096).startswith(b"HTTP/1.0 200")
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/{artifact['path']}", timeout=10) as resp:
+            assert len(resp.read()) == 8 << 20  # and it still serves
+    finally:
+        server.stop()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_storage_flags_local_defaults(tmp_path, monkeypatch):
