@@ -54,7 +54,7 @@ from controllers.lib.helm_release import (Chart, RenderError, labelled_crds, loa
 from controllers.lib.helm_storage import PENDING_STATUSES, STATUS_FAILED, STATUS_UNINSTALLED, ReleaseStorage, \
     StorageError, status_of
 from controllers.lib.index import ReferenceIndex
-from controllers.lib.values import ValuesReferenceError, chart_values, merge_maps
+from controllers.lib.values import ValuesReferenceError, chart_values, mask, merge_maps
 from controllers.runtime import conditions as cond
 from controllers.runtime.apply import ResourceManager
 from controllers.runtime.conditions import Conditions
@@ -156,6 +156,8 @@ class _Request:
     releaser: Releaser
     oci_digest: str = ""
     force: bool = False
+    secrets: list[str] = dataclasses.field(default_factory=list)
+    """The strings the values took from Secrets: masked in the messages of a failed render."""
 
     @property
     def status(self) -> dict:
@@ -248,7 +250,8 @@ class HelmReleaseReconciler(Reconciler):
                 raise Waiting(exc.message, reason=meta.DEPENDENCY_NOT_READY_REASON, summarize=False) from None
             ctx.log.info("all dependencies are ready")
         source = self._source(ctx, obj)
-        values = self._values(ctx, obj)
+        secrets: list[str] = []
+        values = self._values(ctx, obj, secrets)
         client = self._client(ctx, obj)
         with tempfile.TemporaryDirectory(prefix="helmrelease-") as tmp:
             chart, oci_digest = self._load_chart(ctx, obj, source, Path(tmp))
@@ -280,7 +283,7 @@ class HelmReleaseReconciler(Reconciler):
             status.pop("lastAttemptedValuesChecksum", None)
             status.pop("lastReleaseRevision", None)
             force = self._handle_request(obj, meta.FORCE_REQUEST_ANNOTATION, "lastHandledForceAt")
-            request = _Request(ctx, obj, chart, values, releaser, oci_digest, force)
+            request = _Request(ctx, obj, chart, values, releaser, oci_digest, force, secrets)
             return self._atomic_release(ctx, request)
 
     # ------------------------------------------------------------------ prerequisites
@@ -357,10 +360,10 @@ class HelmReleaseReconciler(Reconciler):
             raise Waiting(not_ready, reason="SourceNotReady", summarize=False)
         return source
 
-    def _values(self, ctx: ReconcileContext, obj: dict) -> dict:
+    def _values(self, ctx: ReconcileContext, obj: dict, secrets: list[str]) -> dict:
         try:
             return chart_values(ctx.kube, obj["metadata"]["namespace"], dig(obj, "spec.values"),
-                                dig(obj, "spec.valuesFrom"))
+                                dig(obj, "spec.valuesFrom"), secrets=secrets)
         except ValuesReferenceError as exc:
             ctx.event("Warning", "ValuesError", str(exc))
             raise RetryableError(str(exc), reason="ValuesError", summarize=False) from None
@@ -707,8 +710,8 @@ class HelmReleaseReconciler(Reconciler):
             else:
                 stored = req.releaser.upgrade(rendered, options, labelled_crds(chart, obj))
             error = ""
-        except RenderError as exc:
-            error = str(exc)
+        except RenderError as exc:  # a schema error quotes the values it rejects: those of Secrets are masked
+            error = mask(str(exc), req.secrets)
         except ActionError as exc:
             error, stored = exc.message, exc.release
         status["lastAttemptedReleaseActionDuration"] = format_duration(round(time.monotonic() - started, 3))

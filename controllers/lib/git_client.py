@@ -95,6 +95,8 @@ class CheckoutOptions:
 
 
 _BOILERPLATE = ("please make sure you have the correct access rights", "and the repository exists.")
+#: what OpenSSH's stderr says of a host key it refused, without its banner and advice
+_HOST_KEY_FINDINGS = re.compile(r"Host key for \S+ has changed|No \S+ host key is known for|Host key verification failed")
 
 
 def _git_failure(stderr: str) -> str:
@@ -103,6 +105,9 @@ def _git_failure(stderr: str) -> str:
     lines = [re.sub(r"^(fatal|error): ", "", line.strip()) for line in stderr.splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith(("hint:", "warning:"))
              and not line.lower().startswith(_BOILERPLATE) and "askpass" not in line]
+    if any(line.lower().startswith("host key verification failed") for line in lines):
+        # OpenSSH's banner and advice about its known_hosts file (a temporary one): only what it found
+        lines = [line for line in lines if _HOST_KEY_FINDINGS.match(line)]
     text = "; ".join(lines) or "git failed"
     lowered = text.lower()
     if "returned error: 403" in lowered:

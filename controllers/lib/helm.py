@@ -118,6 +118,8 @@ class HelmCLI:
             args.append("--skip-schema-validation")
         try:
             release = json.loads(self.run(*args))
+        except HelmError as exc:  # the dry-run install renders upgrades too: helm's "INSTALLATION FAILED" misleads
+            raise HelmError(str(exc).removeprefix("INSTALLATION FAILED: ")) from None
         except ValueError as exc:
             raise HelmError(f"helm install --dry-run printed no release: {exc}") from None
         finally:

@@ -32,10 +32,12 @@ def _reference_error(ref: dict, namespace: str, reason: str) -> ValuesReferenceE
                                 f"'{namespace}/{ref.get('name')}' with key '{key}': {reason}")
 
 
-def chart_values(kube, namespace: str, values: dict | None, values_from: list[dict] | None) -> dict:
+def chart_values(kube, namespace: str, values: dict | None, values_from: list[dict] | None, *,
+                 secrets: list[str] | None = None) -> dict:
     """A HelmRelease's final values, as Flux composes them: each ``valuesFrom`` ConfigMap/Secret in order
     (its ``valuesKey``, default ``values.yaml``, parsed as YAML and merged, or with ``targetPath`` set at that
-    path), missing ones skipped when ``optional``; then the inline ``values`` over them."""
+    path), missing ones skipped when ``optional``; then the inline ``values`` over them. ``secrets``, when
+    given, receives every string taken from a Secret (for :func:`mask`)."""
     import base64
 
     import yaml
@@ -66,6 +68,8 @@ def chart_values(kube, namespace: str, values: dict | None, values_from: list[di
                 continue
             raise _reference_error(ref, namespace, "key not found in resource")
         text = base64.b64decode(data).decode() if kind == "Secret" else data
+        if kind == "Secret" and secrets is not None:
+            secrets.append(text)
         if ref.get("targetPath"):
             try:
                 set_path_value(result, ref["targetPath"], text)
@@ -78,8 +82,30 @@ def chart_values(kube, namespace: str, values: dict | None, values_from: list[di
             raise _reference_error(ref, namespace, f"failed to read values data: {exc}") from None
         if not isinstance(parsed, dict):
             raise _reference_error(ref, namespace, "failed to read values data: not a map")
+        if kind == "Secret" and secrets is not None:
+            secrets += _strings(parsed)
         result = merge_maps(result, parsed)
     return merge_maps(result, values or {})
+
+
+def _strings(node) -> list[str]:
+    """Every non-empty string in a YAML document's tree."""
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in _strings(value)]
+    return [node] if isinstance(node, str) and node else []
+
+
+def mask(text: str, values: list[str]) -> str:
+    """``text`` with each of ``values`` replaced by ``***``: quoted (as Helm's schema errors quote a value)
+    whatever its length, bare when it is long enough (8 characters) not to be a common word."""
+    for value in sorted(set(values), key=len, reverse=True):
+        for quote in ("'", '"'):
+            text = text.replace(f"{quote}{value}{quote}", f"{quote}***{quote}")
+        if len(value) >= 8:
+            text = text.replace(value, "***")
+    return text
 
 
 def _typed(value: str):

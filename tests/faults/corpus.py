@@ -21,6 +21,18 @@ A case describes how to break a Kustomization that applied a good revision, and 
 ``{case}`` in files, objects and the spec patch is replaced by the case's name (the Kustomization, its source
 and its good ConfigMap are all named so). A case whose files hold a ``kustomization.yaml`` lists
 ``good.yaml`` in it itself.
+
+The groups of sources and HelmReleases (``credentials``, ``helmrelease``; harness
+:mod:`tests.faults.test_corpus_sources`) use ``about``, ``expect``, ``objects`` and ``spec`` as above (the spec
+being the HelmRelease's), and for a source::
+
+    source: git-http-basic     # which kind of source against which server (the harness's SOURCES)
+    wrong:                     # how its credentials go wrong, once a good revision is stored
+      credentials: {password: not-the-password}   # fields of the good credentials replaced in their Secret;
+                                                  # {generate: ssh-key | host-key}: a fresh key not trusted
+      secretRef: null          # or {name: ...}: the spec's secretRef replaced (null: no Secret at all)
+
+The message fragments may name ``{namespace}`` and ``{url}`` (the source's URL), filled in by the harness.
 """
 from __future__ import annotations
 
@@ -52,6 +64,8 @@ class Case:
     spec: dict | None = None
     objects: list[dict] = field(default_factory=list)
     sops: dict | None = None
+    source: str | None = None
+    wrong: dict | None = None
 
     @property
     def label(self) -> str:
