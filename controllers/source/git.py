@@ -6,8 +6,8 @@ One reconciliation, in Flux's order:
 2. source: ``spec.url`` parsed (unparsable: Stalled, ``URLInvalid``), credentials read from
    ``spec.secretRef`` (``AuthenticationFailed`` when missing or invalid), the included GitRepositories'
    artifacts looked up (``IncludeUnavailable``, retried like a dependency), then the reference resolved and
-   checked out (:mod:`controllers.lib.git_client`; ``GitOperationFailed``, or ``AuthenticationFailed``
-   when the server refused the credentials). When the remote still points at the stored revision and
+   checked out (:mod:`controllers.lib.git_client`; ``GitOperationFailed``, also when the server refused the
+   credentials, as Flux). When the remote still points at the stored revision and
    nothing that shapes the content changed (ignore, include, submodules, sparse checkout, verification),
    the reconciliation ends there: no clone, no new artifact;
 3. verification of the commit and/or tag signature against the PGP keys of ``spec.verify.secretRef``
@@ -267,9 +267,9 @@ class GitRepositoryReconciler(SourceReconciler):
             shutil.rmtree(directory)
         try:
             commit = client.checkout(directory, opts)
-        except GitError as exc:
-            reason = AUTHENTICATION_FAILED if exc.auth else GIT_OPERATION_FAILED
-            raise fail(obj, FETCH_FAILED, reason, f"failed to checkout and determine revision: {exc.message}") from None
+        except GitError as exc:  # Flux's reason for every failed clone, the server's refusal of credentials too
+            raise fail(obj, FETCH_FAILED, GIT_OPERATION_FAILED,
+                       f"failed to checkout and determine revision: {exc.message}") from None
         if commit is None:
             raise fail(obj, FETCH_FAILED, "EmptyGitRepository", "git repository is empty")
         return commit

@@ -266,12 +266,12 @@ def test_ssh_identity_and_known_hosts(kube, namespace, git_ssh_server, git_sourc
     gitrepo(kube, namespace, "app", url, ref={"branch": "main"}, secretRef={"name": "ssh"})
     good = wait_ready(kube, namespace, "app", f"main@sha1:{repo.head()}")
 
-    # a host key that does not match: no bypass, AuthenticationFailed; the last artifact stays
+    # a host key that does not match: no bypass, GitOperationFailed (as Flux); the last artifact stays
     other = b"[127.0.0.1]:%d ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n" % \
         git_ssh_server.port
     secret(kube, namespace, "wrong-host", {"identity": git_ssh_server.client_key, "known_hosts": other})
     update_spec(kube, namespace, "app", {"secretRef": {"name": "wrong-host"}})
-    failed = wait_failed(kube, namespace, "app", "AuthenticationFailed")
+    failed = wait_failed(kube, namespace, "app", "GitOperationFailed")
     assert "Host key verification failed" in find_condition(failed, "Ready")["message"]
     assert_kept(kube, namespace, "app", good["status"]["artifact"])
 
@@ -333,7 +333,7 @@ def test_bad_input_keeps_the_last_artifact_and_hides_secrets(kube, namespace, gi
     good = wait_ready(kube, namespace, "app")["status"]["artifact"]
 
     cases = [
-        ({"secretRef": {"name": "wrong"}}, "AuthenticationFailed",
+        ({"secretRef": {"name": "wrong"}}, "GitOperationFailed",
          f"failed to checkout and determine revision: unable to list remote for '{server.url(repo)}': "
          "authentication required"),
         ({"secretRef": {"name": "missing"}}, "AuthenticationFailed",
