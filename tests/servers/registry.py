@@ -43,7 +43,8 @@ ISSUER = "fluxpy-test-token-issuer"
 
 class Registry(PausableProcess):
     """One docker-registry process with a temporary storage directory; ``auth`` is none|htpasswd|token.
-    ``stop()`` then ``start()`` serves the same storage again on the same port (a TLS one with a new CA), ``pause()`` hangs it."""
+    ``stop()`` then ``start()`` serves the same storage again on the same port (a TLS one with a new CA),
+    ``pause()`` hangs it."""
 
     def __init__(self, workdir: Path, auth: str = "none", *, tls: bool = False):
         if auth not in ("none", "htpasswd", "token"):
