@@ -83,7 +83,7 @@ def test_why_names_the_git_authentication_failure(stack):
             spec["dependsOn"] = [{"name": d} for d in deps]
         kube.create(KS, {"apiVersion": KS.api_version, "kind": KS.kind, "metadata": {"name": name, "namespace": NS},
                          "spec": spec})
-    wait_ready_status(kube, GIT, "infra-repo", "False", "AuthenticationFailed")
+    wait_ready_status(kube, GIT, "infra-repo", "False", "GitOperationFailed")  # as Flux: the server refused the clone
     wait_ready_status(kube, GIT, "apps-repo", "True")
     wait_ready_status(kube, KS, "apps", "False", "DependencyNotReady")
 
@@ -96,7 +96,8 @@ def test_why_names_the_git_authentication_failure(stack):
             break
         time.sleep(0.5)
     assert res.returncode == 1, res.stderr
-    assert last.startswith(f"root cause: GitRepository/{NS}/infra-repo: AuthenticationFailed:"), res.stdout
+    assert last.startswith(f"root cause: GitRepository/{NS}/infra-repo: GitOperationFailed:"), res.stdout
+    assert "authentication required" in last, res.stdout
     assert "nope" not in res.stdout and "s3cret" not in res.stdout
     assert "  log: " in res.stdout  # the source-controller's lines of that reconciliation
 
@@ -106,7 +107,7 @@ def test_why_names_the_git_authentication_failure(stack):
         if as_json["rootCause"]["reason"] != "Progressing":
             break
         time.sleep(0.5)
-    assert as_json["rootCause"]["reason"] == "AuthenticationFailed"
+    assert as_json["rootCause"]["reason"] == "GitOperationFailed"
     assert all(r.get("name") == "infra-repo" for r in as_json["rootCause"]["logs"])
 
     logs = fluxpy("logs", "--kind", "GitRepository", "--name", "infra-repo", "--level", "error", "-n", NS,
