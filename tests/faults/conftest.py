@@ -28,6 +28,20 @@ def record(figure: str, value) -> None:
     _FIGURES.setdefault(figure, []).append(value)
 
 
+def start_source_controllers(start_controller, storage, namespace: str, **settings) -> None:
+    """One source-controller's reconcilers (GitRepository, OCIRepository, HelmRepository, HelmChart, Bucket)
+    sharing ``storage``, in-process on ``namespace`` (``settings``: the controllers', e.g. ``concurrent``)."""
+    from controllers.source.bucket import BucketReconciler
+    from controllers.source.git import GitRepositoryReconciler
+    from controllers.source.helmchart import HelmChartReconciler
+    from controllers.source.helmrepo import HelmRepositoryReconciler
+    from controllers.source.oci import OCIRepositoryReconciler
+
+    for reconciler in (GitRepositoryReconciler, OCIRepositoryReconciler, HelmRepositoryReconciler,
+                       HelmChartReconciler, BucketReconciler):
+        start_controller(reconciler(storage), namespace, **settings)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/faults/" in str(item.fspath):

@@ -22,6 +22,7 @@ from controllers.api.builtin import CONFIGMAP, CRD, DEPLOYMENT, NAMESPACE, SECRE
 from controllers.api.kustomize import KUSTOMIZATION
 from controllers.api.objects import dig, find_condition
 from controllers.api.source import GIT_REPOSITORY
+from controllers.api.types import Kind
 from controllers.kustomize.reconciler import parse_feature_gates
 from controllers.runtime.kube import KubeError
 from servers.git import artifact_storage  # noqa: F401 - fixture
@@ -115,23 +116,32 @@ def repair_case(kube, namespace: str, sources, case: Case, before: dict) -> str:
     return sources.publish(namespace, case.name, good_file(case, 3))["revision"]
 
 
-def wait_all(kube, namespace: str, expected: dict[str, Callable[[dict], bool]]) -> dict[str, dict | str]:
-    """Each Kustomization of ``expected`` once its predicate holds, else (after one shared timeout) what its
-    Ready condition shows instead."""
-    deadline, objects = time.monotonic() + SETTLE_TIMEOUT, {}
+def wait_cases(kube, namespace: str,
+               expected: dict[str, tuple[Kind, Callable[[dict], bool]]]) -> dict[str, dict | str]:
+    """``expected``: case name -> (kind, predicate). Each object once its predicate holds, else (after one
+    shared timeout) what its Ready condition shows instead."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    kinds = {kind.kind: kind for kind, _ in expected.values()}
     while True:
-        objects = {o["metadata"]["name"]: o for o in kube.list(KUSTOMIZATION, namespace)["items"]}
-        if all(name in objects and check(objects[name]) for name, check in expected.items()) \
+        objects = {(o["kind"], o["metadata"]["name"]): o for kind in kinds.values()
+                   for o in kube.list(kind, namespace)["items"]}
+        found = {name: objects.get((kind.kind, name)) for name, (kind, _) in expected.items()}
+        if all(obj is not None and check(obj) for obj, (_, check) in zip(found.values(), expected.values())) \
                 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     out = {}
-    for name, check in expected.items():
-        obj = objects.get(name)
-        ready = find_condition(obj, "Ready") or {} if obj else {}
+    for name, (kind, check) in expected.items():
+        obj = found[name]
+        ready = (find_condition(obj, "Ready") or {}) if obj else {}
         out[name] = obj if obj and check(obj) else (
-            f"Ready is {ready.get('status')} {ready.get('reason')}: {ready.get('message')!r}")
+            f"{kind.kind} Ready is {ready.get('status')} {ready.get('reason')}: {ready.get('message')!r}")
     return out
+
+
+def wait_all(kube, namespace: str, expected: dict[str, Callable[[dict], bool]]) -> dict[str, dict | str]:
+    """:func:`wait_cases` of Kustomizations."""
+    return wait_cases(kube, namespace, {name: (KUSTOMIZATION, check) for name, check in expected.items()})
 
 
 def secret_values(case: Case) -> list[str]:

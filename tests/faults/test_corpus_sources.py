@@ -25,7 +25,6 @@ import dataclasses
 import json
 import secrets
 import subprocess
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -51,33 +50,11 @@ from servers.s3 import s3_server, s3_tls_server  # noqa: F401 - fixtures
 from servers.tls import new_ca
 from servers.waiting import events, ready_with
 
-from .conftest import record
+from .conftest import record, start_source_controllers
 from .corpus import Case, load_cases
-from .test_corpus import SETTLE_TIMEOUT, merge_undo
+from .test_corpus import merge_undo, wait_cases
 
 # --------------------------------------------------------------------------- shared by both groups
-
-def wait_cases(kube, namespace: str, expected: dict[str, tuple]) -> dict[str, dict | str]:
-    """``expected``: case name -> (kind, predicate). Each object once its predicate holds, else (after one shared
-    timeout) what its Ready condition shows instead."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    kinds = {kind.kind: kind for kind, _ in expected.values()}
-    while True:
-        objects = {(o["kind"], o["metadata"]["name"]): o for kind in kinds.values()
-                   for o in kube.list(kind, namespace)["items"]}
-        found = {name: objects.get((kind.kind, name)) for name, (kind, _) in expected.items()}
-        if all(obj is not None and check(obj) for obj, (_, check) in zip(found.values(), expected.values())) \
-                or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
-    out = {}
-    for name, (kind, check) in expected.items():
-        obj = found[name]
-        ready = (find_condition(obj, "Ready") or {}) if obj else {}
-        out[name] = obj if obj and check(obj) else (
-            f"{kind.kind} Ready is {ready.get('status')} {ready.get('reason')}: {ready.get('message')!r}")
-    return out
-
 
 def said_about(kube, namespace: str, obj: dict) -> str:
     """Everything the controllers said about ``obj``: its conditions' messages and its events' messages."""
@@ -342,17 +319,7 @@ def check_source(kube, namespace: str, case: Case, up: Upstream, obj: dict | str
 
 @pytest.fixture
 def source_controllers(start_controller, namespace, flux_crds, artifact_storage):
-    """One source-controller's reconcilers (GitRepository, OCIRepository, HelmRepository, HelmChart, Bucket),
-    sharing one served Storage, on the test namespace."""
-    from controllers.source.bucket import BucketReconciler
-    from controllers.source.git import GitRepositoryReconciler
-    from controllers.source.helmchart import HelmChartReconciler
-    from controllers.source.helmrepo import HelmRepositoryReconciler
-    from controllers.source.oci import OCIRepositoryReconciler
-
-    for reconciler in (GitRepositoryReconciler, OCIRepositoryReconciler, HelmRepositoryReconciler,
-                       HelmChartReconciler, BucketReconciler):
-        start_controller(reconciler(artifact_storage), namespace)
+    start_source_controllers(start_controller, artifact_storage, namespace)
 
 
 def test_wrong_credentials_keep_the_last_artifact_and_hide_the_secret(kube, namespace, request, tmp_path,

@@ -37,7 +37,7 @@ from servers.registry import Registry, registry  # noqa: F401 - fixture
 from servers.s3 import S3Server, s3_server  # noqa: F401 - fixture
 from servers.waiting import handled, ready_with, request_reconcile, until, wait
 
-from .conftest import record, scale
+from .conftest import record, scale, start_source_controllers
 
 #: seconds each server stays down in the outage test
 OUTAGE = scale(5.0, 60.0)
@@ -177,16 +177,9 @@ def sources_stack(kube, namespace, flux_crds, artifact_storage, start_controller
     from controllers.helm.reconciler import Options as HelmOptions
     from controllers.kustomize.reconciler import KustomizationReconciler
     from controllers.kustomize.reconciler import Options as KustomizeOptions
-    from controllers.source.bucket import BucketReconciler
-    from controllers.source.git import GitRepositoryReconciler
-    from controllers.source.helmchart import HelmChartReconciler
-    from controllers.source.helmrepo import HelmRepositoryReconciler
-    from controllers.source.oci import OCIRepositoryReconciler
 
-    one_worker = dict(concurrent=1, max_retry_delay=MAX_RETRY_DELAY)
-    for reconciler in (GitRepositoryReconciler, OCIRepositoryReconciler, BucketReconciler, HelmRepositoryReconciler,
-                       HelmChartReconciler):
-        start_controller(reconciler(artifact_storage), namespace, **one_worker)
+    start_source_controllers(start_controller, artifact_storage, namespace, concurrent=1,
+                             max_retry_delay=MAX_RETRY_DELAY)
     start_controller(HelmReleaseReconciler(HelmOptions(health_interval=0.5)), namespace)
     start_controller(KustomizationReconciler(KustomizeOptions(health_interval=0.5, min_timeout=5.0)), namespace)
 
