@@ -4,8 +4,9 @@ FLUXPY := $(PYTHON) -m flux_cli
 TOOLS := etcd kube-apiserver kustomize helm sops age age-keygen versitygw
 
 # Debian packages the test servers use (command they provide = package): sshd for git over SSH, the
-# OCI registry, gpg for signed commits, htpasswd for the registry's basic auth.
-APT_PACKAGES := sshd=openssh-server docker-registry=docker-registry gpg=gnupg htpasswd=apache2-utils
+# OCI registry, gpg for signed commits, htpasswd for the registry's basic auth, chromium for the browser tests
+# (tests/servers/browser.py).
+APT_PACKAGES := sshd=openssh-server docker-registry=docker-registry gpg=gnupg htpasswd=apache2-utils chromium=chromium
 
 .PHONY: setup system-deps tools lint-imports test faults demo demo-down completions golden bench bench-vs-flux
 
