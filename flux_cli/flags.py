@@ -20,15 +20,25 @@ def split_list(values: Optional[list[str]]) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
-def selected_components(components: Optional[list[str]], components_extra: Optional[list[str]]) -> list[str]:
-    """``--components`` (default: the default components) plus ``--components-extra``, validated."""
+def selected_components(components: Optional[list[str]], components_extra: Optional[list[str]], *,
+                        addons: bool = False) -> list[str]:
+    """``--components`` (default: the default components) plus ``--components-extra``, validated.
+
+    With ``addons``, the add-ons that are not controllers (``ui``, manifestgen.options.ADDONS) are accepted
+    too (``check``); without, they are refused with a hint (``dev up`` runs controllers only).
+    """
     from controllers.api.kinds import ALL_COMPONENTS, COMPONENTS
+    from manifestgen.options import ADDONS
 
     names = split_list(components) or list(COMPONENTS)
     names += [n for n in split_list(components_extra) if n not in names]
-    unknown = [n for n in names if n not in ALL_COMPONENTS]
+    known = [*ALL_COMPONENTS, *ADDONS] if addons else list(ALL_COMPONENTS)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise CLIError(f"unknown component(s) {', '.join(unknown)}: expected some of {', '.join(ALL_COMPONENTS)}")
+        hint = ""
+        if not addons and any(n in ADDONS for n in unknown):
+            hint = " (ui is not a controller: run 'fluxpy ui' locally, or install it with --components-extra=ui)"
+        raise CLIError(f"unknown component(s) {', '.join(unknown)}: expected some of {', '.join(known)}{hint}")
     return names
 
 

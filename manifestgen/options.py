@@ -13,6 +13,10 @@ LOG_LEVELS = ("debug", "info", "error")
 
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+#: components that are not controllers: rendered by manifestgen, but with no CRDs, no Lease and no controller
+#: flags. ``ui`` is the in-cluster ``fluxpy ui`` (docs/ui.md, section 2).
+ADDONS: tuple[str, ...] = ("ui",)
+
 _REGISTRY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._:-]*[A-Za-z0-9])?(/[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)*$")
 
 
@@ -42,11 +46,29 @@ class InstallOptions:
     cluster_domain: str = "cluster.local"
     #: taint keys the controller pods tolerate (operator Exists).
     toleration_keys: list[str] = dataclasses.field(default_factory=list)
+    #: whether the ui component may reconcile, suspend and resume (``--allow-actions``); read-only otherwise.
+    ui_actions: bool = False
+
+    @property
+    def requested(self) -> list[str]:
+        """``components`` then ``components_extra``, without duplicates, in order (controllers and add-ons)."""
+        return list(dict.fromkeys([*self.components, *self.components_extra]))
 
     @property
     def all_components(self) -> list[str]:
-        """``components`` then ``components_extra``, without duplicates, in order."""
-        return list(dict.fromkeys([*self.components, *self.components_extra]))
+        """The controllers to install: :attr:`requested` without the :data:`ADDONS`.
+
+        Everything that waits for or counts "the components" (``fluxpy install``'s and bootstrap's health wait,
+        the CRDs, the controllers' RBAC subjects) iterates this list, and so never waits for the ui: it holds
+        no leader Lease, and on the embedded control plane (no kubelet) its Deployment never becomes Available,
+        so a wait on it would only time out. The add-ons are in :attr:`addons`.
+        """
+        return [name for name in self.requested if name not in ADDONS]
+
+    @property
+    def addons(self) -> list[str]:
+        """The requested components that are not controllers (``ui``), in order."""
+        return [name for name in self.requested if name in ADDONS]
 
     @property
     def image_tag(self) -> str:
@@ -60,12 +82,14 @@ class InstallOptions:
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid option and what is accepted instead."""
-        valid = [*kinds.COMPONENTS, *kinds.COMPONENTS_EXTRA]
-        unknown = [c for c in self.all_components if c not in valid]
+        valid = [*kinds.COMPONENTS, *kinds.COMPONENTS_EXTRA, *ADDONS]
+        unknown = [c for c in self.requested if c not in valid]
         if unknown:
             raise ValueError(
                 f"unknown component(s) {', '.join(repr(c) for c in unknown)}; valid components are: {', '.join(valid)}"
             )
+        if self.ui_actions and "ui" not in self.addons:
+            raise ValueError("the ui actions option needs the ui component: add it with --components-extra=ui")
         if not is_dns1123_label(self.namespace):
             raise ValueError(
                 f"invalid namespace {self.namespace!r}: must be a DNS-1123 label (at most 63 lowercase alphanumeric "

@@ -14,14 +14,14 @@ PART_OF = "app.kubernetes.io/part-of=fluxpy"
 
 
 def install_options(a: App, components, components_extra, registry, image_pull_secret, network_policy,
-                    watch_all_namespaces, log_level, cluster_domain, toleration_keys):
+                    watch_all_namespaces, log_level, cluster_domain, toleration_keys, ui_actions: bool = False):
     """Build and validate the manifestgen options from CLI flags (shared with bootstrap's flags)."""
     from manifestgen.options import InstallOptions
 
     kwargs = dict(namespace=a.namespace, registry=registry, image_pull_secret=image_pull_secret or "",
                   network_policy=network_policy, watch_all_namespaces=watch_all_namespaces, log_level=log_level,
                   cluster_domain=cluster_domain, toleration_keys=split_list(toleration_keys),
-                  components_extra=split_list(components_extra))
+                  components_extra=split_list(components_extra), ui_actions=ui_actions)
     if components:
         kwargs["components"] = split_list(components)
     options = InstallOptions(**kwargs)
@@ -30,7 +30,13 @@ def install_options(a: App, components, components_extra, registry, image_pull_s
 
 
 def wait_components_healthy(a: App, components: list[str], timeout: float) -> None:
-    """Wait until every component is alive (Deployment Available or a live leader Lease)."""
+    """Wait until every controller is alive (Deployment Available or a live leader Lease).
+
+    Callers pass ``InstallOptions.all_components``, the controllers only: the ui add-on holds no leader Lease,
+    and on the embedded control plane (no kubelet) no Deployment ever becomes Available, so waiting on it
+    would always time out there; in a real cluster it also needs Secrets that the user creates after the
+    install. Its health is ``fluxpy check --components-extra=ui``'s to report, not install's to wait for.
+    """
     from controllers.runtime.protocol import component_health
 
     deadline = time.monotonic() + timeout
@@ -68,6 +74,8 @@ def install(
     cluster_domain: str = typer.Option("cluster.local", "--cluster-domain", help="The cluster's DNS domain."),
     toleration_keys: Optional[list[str]] = typer.Option(None, "--toleration-keys",
                                                         help="Taint keys the controllers tolerate."),
+    ui_actions: bool = typer.Option(False, "--ui-actions", help=(
+        "Let the ui component (--components-extra=ui) reconcile, suspend and resume; read-only otherwise.")),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the controllers to be alive."),
 ) -> None:
     """Install or upgrade fluxpy's CRDs and controllers."""
@@ -76,7 +84,7 @@ def install(
 
     a: App = ctx.obj
     options = install_options(a, components, components_extra, registry, image_pull_secret, network_policy,
-                              watch_all_namespaces, log_level, cluster_domain, toleration_keys)
+                              watch_all_namespaces, log_level, cluster_domain, toleration_keys, ui_actions)
     manifest = generate(options)
     if export:
         a.terminal.line(manifest.yaml.rstrip("\n"))
@@ -92,6 +100,9 @@ def install(
     if wait:
         a.terminal.waiting("verifying installation")
         wait_components_healthy(a, options.all_components, a.timeout)
+        for name in options.addons:
+            a.terminal.line(f"{name}: not waited for (not a controller); "
+                            f"'fluxpy check --components-extra={name}' reports its health and Secrets")
     a.terminal.success("install finished")
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from controllers.api.builtin import CRD, DEPLOYMENT, NAMESPACE
+from controllers.api.builtin import CRD, DEPLOYMENT, NAMESPACE, SECRET
 from controllers.api.kinds import COMPONENTS, kind_by_name
 
 pytestmark = pytest.mark.integration
@@ -64,6 +64,33 @@ def test_install_rejects_unknown_component(fluxpy):
     assert res.exit_code == 1 and "nope-controller" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_install_export_with_the_ui(fluxpy):
+    res = fluxpy("install", "--export", "--components-extra=ui", "--ui-actions")
+    assert res.exit_code == 0, res.stderr
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(res.stdout) if d}
+    container = docs[("Deployment", "ui")]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "flux_cli", "ui"] and "--allow-actions" in container["args"]
+    assert docs[("ClusterRole", "ui-impersonate-flux-system")]["rules"] == [
+        {"apiGroups": [""], "resources": ["users", "groups"], "verbs": ["impersonate"]}]
+    assert ("NetworkPolicy", "allow-ui") in docs and ("Service", "ui") in docs
+    read_only = fluxpy("install", "--export", "--components-extra", "ui")
+    assert read_only.exit_code == 0 and "--allow-actions" not in read_only.stdout
+
+
+def test_ui_actions_need_the_ui(fluxpy):
+    res = fluxpy("install", "--export", "--ui-actions")
+    assert res.exit_code == 1 and "needs the ui component" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_only_check_accepts_the_ui_addon():
+    from flux_cli.app import CLIError
+    from flux_cli.flags import selected_components
+
+    assert selected_components(None, ["ui"], addons=True) == [*COMPONENTS, "ui"]
+    with pytest.raises(CLIError, match="ui is not a controller"):
+        selected_components(None, ["ui"])  # dev up runs controllers only
+
+
 def test_install_check_version_uninstall(fluxpy, own_plane, local_controllers):
     from controllers.runtime.kube import KubeClient
 
@@ -91,6 +118,26 @@ def test_install_check_version_uninstall(fluxpy, own_plane, local_controllers):
     versions = yaml.safe_load(res.stdout)
     assert versions["fluxpy"].startswith("v") and versions["distribution"].startswith("fluxpy-v")
     assert set(COMPONENTS) <= set(versions)
+
+    # the ui add-on: install does not wait for it (no Lease, and no kubelet here); check reports its Secrets
+    started = time.monotonic()
+    res = fluxpy("install", "--components-extra=ui", "--timeout", "90s", "--kubeconfig", kubeconfig)
+    assert res.exit_code == 0, res.stderr
+    assert time.monotonic() - started < 60
+    assert "ui: not waited for" in res.stdout + res.stderr and "install finished" in res.stderr
+    assert kube.get(DEPLOYMENT, "ui", "flux-system")
+    res = fluxpy("check", "--components-extra=ui", "--kubeconfig", kubeconfig)
+    assert res.exit_code == 1
+    assert "✗ ui: deployment not ready" in res.stderr
+    assert "✗ secret flux-system/ui-tls: not found" in res.stderr
+    assert "✗ secret flux-system/ui-proxy-ca: not found" in res.stderr
+    assert "✔ kustomize-controller: leader lease held" in res.stderr
+    for name, keys in {"ui-tls": ("tls.crt", "tls.key"), "ui-proxy-ca": ("ca.crt",)}.items():
+        kube.create(SECRET, {"apiVersion": "v1", "kind": "Secret",
+                             "metadata": {"name": name, "namespace": "flux-system"}, "data": {k: "cGVt" for k in keys}})
+    res = fluxpy("check", "--components-extra=ui", "--kubeconfig", kubeconfig)
+    assert "✔ secret flux-system/ui-tls: tls.crt, tls.key" in res.stderr
+    assert "✔ secret flux-system/ui-proxy-ca: ca.crt" in res.stderr
 
     # a custom resource with a finalizer whose controller would normally finalize it
     ks = kind_by_name("ks")

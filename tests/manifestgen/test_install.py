@@ -52,7 +52,10 @@ def without_crd_bodies(manifest: Manifest) -> str:
     return dump_documents(objects, "\n".join(line for line in comments if line.startswith("#")))
 
 
-CASES = {"default": dict(version=VERSION), "custom": CUSTOM}
+UI = dict(version=VERSION, components_extra=["ui"])
+CASES = {"default": dict(version=VERSION), "custom": CUSTOM, "ui": UI}
+#: the cases with a golden file of the whole install (the ui's golden file holds only what the ui adds)
+FULL_GOLDEN = ("custom", "default")
 
 
 @functools.cache
@@ -66,7 +69,7 @@ def manifest(request) -> Manifest:
     return generated(request.param)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", FULL_GOLDEN)
 def test_golden(name):
     text = without_crd_bodies(generated(name))
     assert_golden(GOLDEN / f"install-{name}.yaml", text)
@@ -151,14 +154,15 @@ def test_rbac_references_exist(manifest):
     roles = by_kind(manifest, "ClusterRole")
     accounts = by_kind(manifest, "ServiceAccount")
     bindings = by_kind(manifest, "ClusterRoleBinding")
-    assert set(bindings) == {f"crd-controller-{namespace}", f"cluster-reconciler-{namespace}"}
+    ui = {f"ui-impersonate-{namespace}"} if "ui" in accounts else set()
+    assert set(bindings) == {f"crd-controller-{namespace}", f"cluster-reconciler-{namespace}"} | ui
     for name, binding in bindings.items():
         role = binding["roleRef"]["name"]
         assert role in roles or role == "cluster-admin", name
         for subject in binding["subjects"]:
             assert subject["kind"] == "ServiceAccount" and subject["namespace"] == namespace
             assert subject["name"] in accounts, (name, subject)
-    assert {s["name"] for s in bindings[f"crd-controller-{namespace}"]["subjects"]} == set(accounts)
+    assert {s["name"] for s in bindings[f"crd-controller-{namespace}"]["subjects"]} == set(accounts) - {"ui"}
     assert {s["name"] for s in bindings[f"cluster-reconciler-{namespace}"]["subjects"]} == {
         "kustomize-controller", "helm-controller"}
 
@@ -181,7 +185,7 @@ def test_services_select_deployments_and_target_named_ports(manifest):
         assert app in deployments, name
         port_names = {p["name"] for p in manager(deployments[app])["ports"]}
         for port in service["spec"]["ports"]:
-            assert port["port"] == 80 and port["targetPort"] in port_names, name
+            assert port["port"] == (443 if name == "ui" else 80) and port["targetPort"] in port_names, name
     services = by_kind(manifest, "Service")
     assert services["source-controller"]["spec"]["ports"][0]["targetPort"] == "http"
     assert services["webhook-receiver"]["spec"]["ports"][0]["targetPort"] == "http-webhook"
@@ -270,6 +274,9 @@ def test_defaults():
         ({"cluster_domain": "cluster..local"}, "invalid cluster domain"),
         ({"toleration_keys": ["bad key"]}, "invalid toleration key"),
         ({"version": "1.0.0+build/7"}, "invalid version"),
+        ({"ui_actions": True}, "needs the ui component"),
+        ({"components_extra": ["ui-controller"]}, "valid components are: " + ", ".join(
+            [*kinds.COMPONENTS, *kinds.COMPONENTS_EXTRA, "ui"])),
     ],
 )
 def test_validation_errors(changes, message):
@@ -286,10 +293,109 @@ def test_components_are_deduplicated():
     assert options.all_components == ["source-controller"]
 
 
+# ------------------------------------------------------------------------------------------------------ ui
+
+
+def ui_objects(manifest: Manifest) -> list[dict]:
+    """The objects of the ui component: labelled with it (the cluster-scoped role and the policy too)."""
+    return [o for o in manifest.objects if o["metadata"]["labels"].get("app.kubernetes.io/component") == "ui"]
+
+
+def test_ui_golden_and_nothing_else_changes():
+    """The ui adds its own objects; the controllers' objects are exactly those of the default install."""
+    ui, default = generated("ui"), generated("default")
+    header = "\n".join(line for line in ui.yaml.split("apiVersion:", 1)[0].splitlines() if line.startswith("#"))
+    assert header.endswith("# Components: " + ",".join([*kinds.COMPONENTS, "ui"]))
+    assert_golden(GOLDEN / "install-ui.yaml", dump_documents(ui_objects(ui), header))
+    added = ui_objects(ui)
+    assert [o for o in ui.objects if o not in added] == default.objects
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in added) == [
+        ("ClusterRole", "ui-impersonate-flux-system"), ("ClusterRoleBinding", "ui-impersonate-flux-system"),
+        ("Deployment", "ui"), ("NetworkPolicy", "allow-ui"), ("Service", "ui"), ("ServiceAccount", "ui")]
+
+
+@pytest.mark.parametrize("case", ["default", "custom"])
+def test_ui_only_with_components_extra(case):
+    assert ui_objects(generated(case)) == []
+    assert "ui" not in by_kind(generated(case), "Deployment")
+
+
+def test_ui_is_an_addon_not_a_controller():
+    options = InstallOptions(**UI)
+    assert "ui" not in options.all_components  # what install and bootstrap wait for
+    assert options.addons == ["ui"] and options.requested == [*kinds.COMPONENTS, "ui"]
+    assert InstallOptions(components=["source-controller", "ui"]).addons == ["ui"]
+    assert not any(c["metadata"]["labels"]["app.kubernetes.io/component"] == "ui"
+                   for c in by_kind(generated("ui"), "CustomResourceDefinition").values())
+
+
+def test_ui_role_is_impersonation_only():
+    manifest = generated("ui")
+    role = by_kind(manifest, "ClusterRole")["ui-impersonate-flux-system"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["users", "groups"], "verbs": ["impersonate"]}]
+    binding = by_kind(manifest, "ClusterRoleBinding")["ui-impersonate-flux-system"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": "ui-impersonate-flux-system"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ui", "namespace": "flux-system"}]
+    # bound to nothing else: no read rule, no cluster-admin
+    for name, other in by_kind(manifest, "ClusterRoleBinding").items():
+        if name != "ui-impersonate-flux-system":
+            assert "ui" not in {s["name"] for s in other["subjects"]}, name
+
+
+@pytest.mark.parametrize("actions", [False, True])
+def test_ui_deployment(actions):
+    manifest = generate(InstallOptions(**UI, ui_actions=actions))
+    deployments = by_kind(manifest, "Deployment")
+    deployment = deployments["ui"]
+    pod = deployment["spec"]["template"]["spec"]
+    container = manager(deployment)
+    assert container["image"] == manager(deployments["source-controller"])["image"]
+    assert container["command"] == ["python", "-m", "flux_cli", "ui"]
+    assert container["args"] == [
+        "--in-cluster", "--address=0.0.0.0", "--port=9080",
+        "--tls-cert=/etc/fluxpy/ui-tls/tls.crt", "--tls-key=/etc/fluxpy/ui-tls/tls.key",
+        "--proxy-ca=/etc/fluxpy/ui-proxy-ca/ca.crt", "--flux-namespace=flux-system",
+        *(["--allow-actions"] if actions else [])]
+    assert container["ports"] == [{"name": "https", "containerPort": 9080, "protocol": "TCP"}]
+    assert container["readinessProbe"] == container["livenessProbe"] == {"tcpSocket": {"port": "https"}}
+    assert pod["serviceAccountName"] == "ui"
+    assert "annotations" not in deployment["spec"]["template"]["metadata"]  # no metrics to scrape
+    assert container["securityContext"]["readOnlyRootFilesystem"] and container["securityContext"]["runAsNonRoot"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for volume, secret, path in [("tls", "ui-tls", "/etc/fluxpy/ui-tls"),
+                                 ("proxy-ca", "ui-proxy-ca", "/etc/fluxpy/ui-proxy-ca")]:
+        assert mounts[volume] == {"name": volume, "mountPath": path, "readOnly": True}
+        assert volumes[volume]["secret"] == {"secretName": secret, "defaultMode": 0o440}
+    assert not any(o["kind"] == "Secret" for o in manifest.objects), "manifestgen generates no Secret"
+    service = by_kind(manifest, "Service")["ui"]
+    assert service["spec"]["selector"] == {"app": "ui"}
+    assert service["spec"]["ports"] == [{"name": "https", "protocol": "TCP", "port": 443, "targetPort": "https"}]
+
+
+def test_ui_follows_the_install_namespace():
+    manifest = generate(InstallOptions(**{**CUSTOM, "components_extra": ["ui"]}))
+    container = manager(by_kind(manifest, "Deployment")["ui"])
+    assert "--flux-namespace=gitops-system" in container["args"]
+    assert container["image"] == "registry.example.com:5000/platform/fluxpy-controllers:v0.1.0"
+    assert by_kind(manifest, "ClusterRole")["ui-impersonate-gitops-system"]
+
+
+def test_ui_network_policy():
+    policy = by_kind(generated("ui"), "NetworkPolicy")["allow-ui"]
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": {"app": "ui"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 9080}]}],
+    }
+    assert not by_kind(generate(InstallOptions(**UI, network_policy=False)), "NetworkPolicy")
+
+
 @pytest.mark.integration
 def test_apiserver_accepts_every_object(kube, namespace, flux_crds):
     """Server-side apply dry-run of the whole install (namespace and CRDs already exist)."""
-    manifest = generate(InstallOptions(namespace=namespace, components_extra=list(kinds.COMPONENTS_EXTRA)))
+    manifest = generate(InstallOptions(namespace=namespace, components_extra=[*kinds.COMPONENTS_EXTRA, "ui"]))
     for obj in manifest.objects:
         applied = kube.apply(obj, field_manager="fluxpy", dry_run=True)
         assert applied["metadata"]["name"] == obj["metadata"]["name"]
