@@ -14,7 +14,7 @@ Beyond Flux:
   it must exist, have a ``Ready`` condition that is True, and be observed at its generation (the top-level
   ``status.observedGeneration``, else the condition's own); it is named ``Kind/ns/name`` in messages;
 - :func:`find_cycle` follows ``dependsOn`` links across kinds (read with
-  :func:`controllers.runtime.inspect.links`, the chain walker ``fluxpy why`` uses); a cycle through the
+  :func:`controllers.runtime.chain.links`, the chain walker ``fluxpy why`` uses); a cycle through the
   Kustomization is reported as :class:`DependencyCycle` (Stalled, reason ``DependencyCycle``) naming it:
   ``dependency cycle: Kustomization/ns/a → Kustomization/ns/b → HelmRelease/ns/c → Kustomization/ns/a``.
 """
@@ -26,7 +26,7 @@ from typing import Mapping
 from controllers.api import meta
 from controllers.api.objects import dig, find_condition
 from controllers.api.types import ResourceType
-from controllers.runtime.inspect import Resolver, links
+from controllers.runtime.chain import Resolver, links
 from controllers.runtime.kube import KubeClient
 from controllers.runtime.outcomes import StalledError, Waiting
 

@@ -5,7 +5,7 @@ Flux's notification-controller sends twenty-one messages. For an Alert with grou
 annotation ``fluxpy.io/root-cause-grouping: disabled`` turns it off), fluxpy sends one per Provider:
 
 - an **error** event is filed under its root cause: the chain ``fluxpy why`` follows
-  (:func:`controllers.runtime.inspect.failing_path`, read when the event arrives); the first error of a root
+  (:func:`controllers.runtime.chain.failing_path`, read when the event arrives); the first error of a root
   cause opens an *incident* and starts a window (``--root-cause-group-window``, 5 s); the errors that
   arrive within it add their objects to the incident. When the window closes one notification leaves: the
   root cause's own error event when it came (else one made from its Ready condition), with the affected
@@ -26,7 +26,7 @@ from typing import Mapping
 
 from controllers.api.objects import dig, find_condition
 from controllers.notification.event import SEVERITY_ERROR, SEVERITY_INFO, Event, rfc3339
-from controllers.runtime import inspect
+from controllers.runtime import chain
 from controllers.runtime.logs import get_logger
 
 GROUPING_ANNOTATION = "fluxpy.io/root-cause-grouping"
@@ -48,7 +48,7 @@ class Incident:
     """The failures one root cause explains, for one Alert."""
 
     alert: dict
-    root: inspect.Node
+    root: chain.Node
     opened: float
     root_event: Event | None = None
     affected: dict[str, Event] = dataclasses.field(default_factory=dict)
@@ -121,15 +121,15 @@ class RootCauseGrouper:
     def _incident_of(self, alert_key: str, ref: str) -> Incident | None:
         return next((i for (a, _), i in self._incidents.items() if a == alert_key and ref in i.members), None)
 
-    def _root_cause(self, event: Event) -> inspect.Node:
+    def _root_cause(self, event: Event) -> chain.Node:
         try:
-            tree = inspect.walk(self.kube, event.kind, event.name, event.namespace,
+            tree = chain.walk(self.kube, event.kind, event.name, event.namespace,
                                 api_version=event.involved_object.get("apiVersion") or None)
-            path = inspect.failing_path(tree)
+            path = chain.failing_path(tree)
             return path[-1] if path else tree
         except Exception as exc:  # noqa: BLE001 - no chain: the object is its own root cause
             self.log.debug("unable to follow the chain", error=exc, object=event.object_string())
-            return inspect.Node(event.kind, event.namespace, event.name)
+            return chain.Node(event.kind, event.namespace, event.name)
 
     # ------------------------------------------------------------------ notifications out
 
@@ -171,7 +171,7 @@ class RootCauseGrouper:
     def _ready(self, ref: str) -> bool:
         kind, namespace, name = ref.split("/", 2)
         try:
-            node = inspect.walk(self.kube, kind, name, namespace, max_depth=0)
+            node = chain.walk(self.kube, kind, name, namespace, max_depth=0)
         except Exception:  # noqa: BLE001
             return False
         return node.ready == "True"

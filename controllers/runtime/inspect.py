@@ -1,224 +1,128 @@
-"""Walking what an object depends on, to explain why it is not Ready (``fluxpy why``, ``fluxpy trace``).
+"""Why an object is not Ready, as data (``fluxpy why``, ``fluxpy trace``, the web UI): the dependency chain
+of :mod:`controllers.runtime.chain` (re-exported here: :class:`Node`, :class:`Resolver`, :func:`links`,
+:func:`walk`, :func:`failing_path`, :func:`root_cause`, :func:`manager_of`) and the evidence of its root
+cause: its Warning events (:func:`recent_warnings`) and the controllers' log lines of its last
+reconciliation (:func:`attach_evidence`). :func:`explain` is ``why``'s data. Nothing here prints.
 
-An object's links, read from its spec through the kinds table:
-
-- its **source** (``Kind.source_ref_path``, or the kind's ``source_resolver``: a HelmRelease's chart goes
-  through the HelmChart Flux makes for it, ``<release namespace>-<release name>`` in the source's namespace,
-  or ``spec.chartRef``);
-- its **dependencies** (``spec.dependsOn``; beyond Flux an entry may name any ``apiVersion``/``kind``);
-- for image policies and automations and alerts, the object they point at.
-
-:func:`walk` builds the tree (a link back to an object already on the path is a cycle, reported, never
-followed); :func:`root_cause` names the first broken link: the deepest object that is not Ready although
-everything it depends on is.
+Controllers import :mod:`controllers.runtime.chain`, not this module: reading the logs
+(:mod:`controllers.runtime.logread`) may look for ``fluxpy dev``'s local cluster, which no controller may load.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Callable
 
-from controllers.api.objects import dig, find_condition
-from controllers.api.types import Kind, ResourceType
+from controllers.api.objects import find_condition
+from controllers.runtime.chain import (  # noqa: F401 - re-exported
+    EXTRA_REFS, MANAGERS, Node, Resolver, failing_path, is_broken, links, manager_of, root_cause, walk,
+)
 from controllers.runtime.kube import KubeClient, NotFound
 
-#: extra references some kinds carry, beyond sources and dependsOn: (path, default kind).
-EXTRA_REFS = {
-    "ImagePolicy": (("spec.imageRepositoryRef", "ImageRepository"),),
-    "Alert": (("spec.providerRef", "Provider"),),
-}
+
+def event_time(event: dict) -> str:
+    """When an Event happened (its last occurrence), as an RFC 3339 string that sorts in time order."""
+    return event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp") or \
+        event["metadata"].get("creationTimestamp", "")
+
+
+def flux_event_filter(for_kind: str | None, for_name: str | None, types: set[str]) -> Callable[[dict], bool]:
+    """Which Events to keep: those about a Flux kind (or only about ``for_kind``, and ``for_name`` when given),
+    of the ``types`` given (lower case; empty: every type)."""
+    from controllers.api.kinds import KINDS
+
+    flux_kinds = {k.kind for k in KINDS}
+
+    def keep(event: dict) -> bool:
+        ref = event.get("involvedObject") or {}
+        if types and event.get("type", "").lower() not in types:
+            return False
+        if for_kind:
+            return ref.get("kind") == for_kind and (not for_name or ref.get("name") == for_name)
+        return ref.get("kind") in flux_kinds
+
+    return keep
+
+
+def recent_warnings(kube: KubeClient, node: Node, limit: int = 3) -> list[dict]:
+    """The node's latest ``limit`` Warning events, oldest first."""
+    from controllers.api.builtin import EVENT
+
+    selector = f"involvedObject.kind={node.kind},involvedObject.name={node.name}"
+    items = kube.list(EVENT, node.namespace or None, field_selector=selector).get("items") or []
+    warnings = [e for e in items if e.get("type") == "Warning"]
+    return sorted(warnings, key=event_time)[-limit:]
+
+
+def attach_evidence(kube: KubeClient, cause: Node, flux_namespace: str, state_dir: str | None = None) -> str:
+    """Add the root cause's events and last-reconciliation log lines (``cause.events``, ``cause.log_lines``);
+    return a note when the logs are unavailable, else ""."""
+    from controllers.runtime import logread
+    from controllers.runtime.kube import Forbidden
+
+    if cause.obj is None or cause.cycle is not None:
+        return ""
+    cause.events = recent_warnings(kube, cause)
+    try:
+        lines, _ = logread.open_logs(kube, flux_namespace=flux_namespace, state_dir=state_dir)
+    except logread.NoLogs as exc:
+        return f"logs unavailable: {exc}"
+    except Forbidden as exc:
+        return f"logs unavailable: not allowed to read the controllers' logs ({exc.message})"
+    cause.log_lines = logread.last_reconciliation(lines, cause.kind, cause.namespace, cause.name)
+    return ""
+
+
+def statusless_failure(kube: KubeClient, node: Node) -> dict | None:
+    """For an object without status (an Alert or Provider, v1beta3): its latest Warning event, which is
+    how its failures are reported (a notification that could not be delivered); None when it has none.
+    Sets ``node.events`` and, on a failure, ``node.failure``."""
+    if (node.obj.get("status") or {}).get("conditions") is not None or find_condition(node.obj, "Ready"):
+        return None
+    node.events = recent_warnings(kube, node)
+    if not node.events:
+        return None
+    latest = node.events[-1]
+    node.failure = (latest.get("reason") or "", (latest.get("message") or "").strip())
+    return latest
+
+
+def as_json(node: Node) -> dict:
+    """The chain as ``why -o json`` prints it (``dependencies`` nested)."""
+    return {"kind": node.kind, "namespace": node.namespace, "name": node.name, "relation": node.relation,
+            "ready": node.ready, "reason": node.reason, "message": node.message, "cycle": node.cycle,
+            "dependencies": [as_json(c) for c in node.children]}
 
 
 @dataclasses.dataclass
-class Node:
-    """One object in the chain and its state."""
+class Explanation:
+    """Why an object is not Ready (``fluxpy why``'s data): the tree from ``root``, the ``path`` from the root
+    to the first broken link (empty when Ready), that link (``cause``, None when Ready) with its evidence
+    attached, and a ``note`` when the controllers' logs could not be read ("" otherwise)."""
 
-    kind: str
-    namespace: str
-    name: str
-    relation: str = ""
-    obj: dict | None = None
-    children: list["Node"] = dataclasses.field(default_factory=list)
-    #: set when this link points back to an object already on the path: the cycle, as names.
-    cycle: list[str] | None = None
-    events: list[dict] = dataclasses.field(default_factory=list)
-    log_lines: list = dataclasses.field(default_factory=list)
-    #: (reason, message) of an object without status that reported a failure by a Warning event
-    failure: tuple[str, str] | None = None
+    root: Node
+    path: list[Node]
+    cause: Node | None
+    note: str = ""
 
     @property
-    def ref(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
-
-    @property
-    def missing(self) -> bool:
-        return self.obj is None and self.cycle is None
-
-    @property
-    def suspended(self) -> bool:
-        return bool(self.obj and dig(self.obj, "spec.suspend"))
-
-    @property
-    def ready(self) -> str:
-        """"True", "False", "Unknown", "Missing" or "Suspended"."""
-        if self.cycle is not None:
-            return "False"
-        if self.obj is None:
-            return "Missing"
-        if self.suspended:
-            return "Suspended"
-        if self.failure is not None:
-            return "False"
-        cond = find_condition(self.obj, "Ready")
-        if cond is None:
-            # objects without conditions (ConfigMaps, v1beta3 Alerts/Providers) are fine by existing
-            return "Unknown" if (self.obj.get("status") or {}).get("conditions") is not None else "True"
-        return cond.get("status", "Unknown")
-
-    @property
-    def reason(self) -> str:
-        if self.cycle is not None:
-            return "DependencyCycle"
-        if self.obj is None:
-            return "NotFound"
-        if self.failure is not None:
-            return self.failure[0]
-        return self._explaining_condition().get("reason", "")
-
-    @property
-    def message(self) -> str:
-        if self.cycle is not None:
-            return "dependency cycle: " + " → ".join(self.cycle)
-        if self.obj is None:
-            return f"{self.ref} not found"
-        if self.suspended:
-            return "reconciliation is suspended"
-        if self.failure is not None:
-            return self.failure[1]
-        return self._explaining_condition().get("message", "")
-
-    def _explaining_condition(self) -> dict:
-        """The Ready condition; while a retry is in progress (Ready Unknown), the failure it retries: a
-        ``...Failed`` condition still True (e.g. FetchFailed), so ``why`` names the cause at any instant."""
-        ready = find_condition(self.obj, "Ready") or {}
-        if ready.get("status") == "Unknown":
-            failed = next((c for c in (self.obj.get("status") or {}).get("conditions") or []
-                           if c.get("type", "").endswith("Failed") and c.get("status") == "True"), None)
-            if failed:
-                return failed
-        return ready
-
-    def walk(self) -> Iterator["Node"]:
-        yield self
-        for child in self.children:
-            yield from child.walk()
+    def ready(self) -> bool:
+        return self.cause is None
 
 
-class Resolver:
-    """Finds the resource of a kind name (Flux kinds first, then discovery) and reads objects."""
+def explain(kube: KubeClient, kind: str, name: str, namespace: str, *, flux_namespace: str = "flux-system",
+            state_dir: str | None = None, api_version: str | None = None,
+            resolver: Resolver | None = None) -> Explanation:
+    """Walk ``kind/name``, find the failing path and attach the root cause's events and log lines (for an
+    object without status that reported a failure by a Warning event, the object itself is the cause).
 
-    def __init__(self, kube: KubeClient):
-        self.kube = kube
-
-    def resource(self, kind: str, api_version: str | None = None) -> ResourceType | None:
-        from controllers.api.kinds import UnknownKind, kind_by_name, kind_for
-
-        try:
-            if api_version:
-                found = kind_for(api_version, kind)
-                if found:
-                    return found
-                return self.kube.resource_for(api_version, kind)
-            return kind_by_name(kind)
-        except (UnknownKind, NotFound, ValueError):
-            return None
-
-    def get(self, rt: ResourceType, name: str, namespace: str) -> dict | None:
-        try:
-            obj = self.kube.get(rt, name, namespace if rt.namespaced else None)
-        except NotFound:
-            return None
-        obj.setdefault("apiVersion", rt.api_version)
-        obj.setdefault("kind", rt.kind)
-        return obj
-
-
-def links(kind: Kind | ResourceType, obj: dict) -> list[tuple[str, str, str, str | None, str]]:
-    """The objects ``obj`` depends on: ``(relation, kind, name, apiVersion, namespace)``."""
-    namespace = obj["metadata"].get("namespace", "")
-    out = []
-    source_path = getattr(kind, "source_ref_path", "")
-    resolver = getattr(kind, "source_resolver", None)
-    if resolver is not None:  # e.g. a HelmRelease: its chartRef, or the HelmChart Flux makes for it
-        ref = resolver(obj)
-        if ref and ref.get("name"):
-            out.append((ref.get("relation") or "source", ref.get("kind") or "", ref["name"], ref.get("apiVersion"),
-                        ref.get("namespace") or namespace))
-    elif source_path:
-        ref = dig(obj, source_path)
-        if ref and ref.get("name"):
-            out.append(("source", ref.get("kind") or "", ref["name"], ref.get("apiVersion"),
-                        ref.get("namespace") or namespace))
-    for path, default_kind in EXTRA_REFS.get(kind.kind, ()):
-        ref = dig(obj, path)
-        if ref and ref.get("name"):
-            out.append((path.rsplit(".", 1)[-1], ref.get("kind") or default_kind, ref["name"],
-                        ref.get("apiVersion"), ref.get("namespace") or namespace))
-    for dep in dig(obj, "spec.dependsOn", []) or []:
-        if dep.get("name"):
-            out.append(("dependsOn", dep.get("kind") or kind.kind, dep["name"], dep.get("apiVersion"),
-                        dep.get("namespace") or namespace))
-    return out
-
-
-def walk(kube: KubeClient, kind: str, name: str, namespace: str, *, api_version: str | None = None,
-         max_depth: int = 20) -> Node:
-    """The tree of ``kind/name`` and everything it depends on. Raises NotFound for an unknown root kind."""
-    resolver = Resolver(kube)
-    root_rt = resolver.resource(kind, api_version)
-    if root_rt is None:
-        raise NotFound(404, "NotFound", f"unknown kind {kind!r}" + (f" in {api_version}" if api_version else ""))
-    return _visit(resolver, root_rt, name, namespace, "", [], max_depth)
-
-
-def _visit(resolver: Resolver, rt: ResourceType, name: str, namespace: str, relation: str, path: list[str],
-           depth: int) -> Node:
-    node = Node(rt.kind, namespace if rt.namespaced else "", name, relation)
-    if node.ref in path:
-        node.cycle = path[path.index(node.ref):] + [node.ref]
-        return node
-    node.obj = resolver.get(rt, name, namespace)
-    if node.obj is None or depth <= 0:
-        return node
-    for rel, child_kind, child_name, child_api, child_ns in links(rt, node.obj):
-        child_rt = resolver.resource(child_kind, child_api)
-        if child_rt is None:
-            node.children.append(Node(child_kind, child_ns, child_name, rel))
-            continue
-        node.children.append(_visit(resolver, child_rt, child_name, child_ns, rel, path + [node.ref], depth - 1))
-    return node
-
-
-def is_broken(node: Node) -> bool:
-    return node.ready not in ("True",)
-
-
-def failing_path(node: Node) -> list[Node]:
-    """From the root to the first broken link: follow not-Ready links down while one exists."""
-    if not is_broken(node):
-        return []
-    path = [node]
-    while True:
-        broken = [c for c in path[-1].children if is_broken(c)]
-        # a cycle is the most specific explanation there is; then dependencies/sources in spec order
-        nxt = next((c for c in broken if c.cycle is not None), broken[0] if broken else None)
-        if nxt is None:
-            return path
-        path.append(nxt)
-        if nxt.cycle is not None:
-            return path
-
-
-def root_cause(node: Node) -> Node | None:
-    """The first broken link (None when the root is Ready)."""
-    path = failing_path(node)
-    return path[-1] if path else None
+    Raises NotFound when the kind is unknown or the root object does not exist (message ``<ref> not found``).
+    ``resolver`` as for :func:`walk`; the events and logs are still read with ``kube``."""
+    root = walk(kube, kind, name, namespace, api_version=api_version, resolver=resolver)
+    if root.obj is None:
+        raise NotFound(404, "NotFound", f"{root.ref} not found")
+    path = failing_path(root)
+    cause = path[-1] if path else None
+    note = attach_evidence(kube, cause, flux_namespace, state_dir) if cause else ""
+    if cause is None and statusless_failure(kube, root) is not None:
+        cause, path = root, [root]
+    return Explanation(root, path, cause, note)

@@ -2,7 +2,9 @@
 
 - request a reconcile: set ``reconcile.fluxcd.io/requestedAt`` and wait for ``status.lastHandledReconcileAt``
   to echo it, then for the Ready condition to settle;
-- suspend / resume: ``spec.suspend``.
+- suspend / resume: ``spec.suspend``;
+- what "reconcile with its source" acts on: :func:`source_of`, :func:`sources_of`, and the extra request
+  annotations of a kind's reconcile options (:func:`request_annotations`).
 """
 from __future__ import annotations
 
@@ -42,6 +44,64 @@ def request_reconcile(kube: KubeClient, kind: Kind, name: str, namespace: str | 
     annotations = {annotation: token for annotation in (REQUESTED_AT, *also)}
     kube.patch(kind, name, {"metadata": {"annotations": annotations}}, namespace)
     return token
+
+
+def source_of(kind: Kind, obj: dict) -> tuple[Kind, str, str | None] | None:
+    """The (kind, name, namespace) of the object's source: the kind's ``source_resolver``, else its
+    ``source_ref_path``; None when it has none. Raises UnknownKind for a source kind not in the kinds table."""
+    from controllers.api.kinds import kind_by_name
+
+    if kind.source_resolver is not None:
+        ref = kind.source_resolver(obj)
+    else:
+        ref = dig(obj, kind.source_ref_path) if kind.source_ref_path else None
+    if not ref or not ref.get("kind"):
+        return None
+    source_kind = kind_by_name(ref["kind"])
+    return source_kind, ref["name"], ref.get("namespace") or obj["metadata"].get("namespace")
+
+
+#: how deep "reconcile with source" follows sources of sources (HelmRelease → HelmChart → HelmRepository).
+MAX_SOURCE_DEPTH = 3
+
+
+def sources_of(kube: KubeClient, kind: Kind, obj: dict, max_depth: int = MAX_SOURCE_DEPTH
+               ) -> list[tuple[Kind, str, str | None]]:
+    """The object's source, that source's source, … (at most ``max_depth``), each as (kind, name, namespace;
+    None for a cluster-scoped kind): what "reconcile with source" reconciles first, the deepest last. Each
+    source is read with ``kube.get`` to find the next; NotFound propagates, with ``exc.source`` set to the
+    (kind, name, namespace) that is missing."""
+    from controllers.runtime.kube import NotFound
+
+    chain: list[tuple[Kind, str, str | None]] = []
+    while len(chain) < max_depth and (source := source_of(kind, obj)) is not None:
+        kind, name, namespace = source
+        namespace = namespace if kind.namespaced else None
+        chain.append((kind, name, namespace))
+        try:
+            obj = kube.get(kind, name, namespace)
+        except NotFound as exc:
+            exc.source = (kind, name, namespace)
+            raise
+        obj.setdefault("apiVersion", kind.api_version)
+        obj.setdefault("kind", kind.kind)
+    return chain
+
+
+def request_annotations(kind: Kind, given: dict[str, bool]) -> tuple[str, ...]:
+    """The annotations of the kind's reconcile options (``Kind.reconcile_options``: flag → annotation) that
+    are set in ``given`` (e.g. ``{"force": True, "reset": False}``), for :func:`request_reconcile`'s ``also``.
+    A flag the kind does not declare raises ValueError."""
+    declared = {option.flag: option.annotation for option in kind.reconcile_options}
+    annotations = []
+    for flag, value in given.items():
+        if not value:
+            continue
+        if flag not in declared:
+            offered = ", ".join(f"--{f}" for f in declared) or "none"
+            raise ValueError(f"--{flag} does not apply to {kind.kind} (its reconcile options: {offered})")
+        annotations.append(declared[flag])
+    return tuple(annotations)
 
 
 def set_suspend(kube: KubeClient, kind: Kind, name: str, namespace: str | None, suspend: bool) -> dict:

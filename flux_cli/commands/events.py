@@ -13,11 +13,6 @@ from flux_cli.root import app
 EVENT_HEADERS = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
 
 
-def event_time(event: dict) -> str:
-    return event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp") or \
-        event["metadata"].get("creationTimestamp", "")
-
-
 def _age(timestamp: str) -> str:
     import datetime as dt
 
@@ -32,27 +27,12 @@ def _age(timestamp: str) -> str:
 
 
 def event_row(event: dict, all_namespaces: bool) -> list[str]:
+    from controllers.runtime.inspect import event_time
+
     ref = event.get("involvedObject") or {}
     row = [event["metadata"].get("namespace", "")] if all_namespaces else []
     return row + [_age(event_time(event)), event.get("type", ""), event.get("reason", ""),
                   f"{ref.get('kind', '')}/{ref.get('name', '')}", (event.get("message") or "").strip()]
-
-
-def flux_event_filter(for_kind: Optional[str], for_name: Optional[str], types: set[str]):
-    """Which Events to show: those about a Flux kind (or the one object of --for), of the --types given."""
-    from controllers.api.kinds import KINDS
-
-    flux_kinds = {k.kind for k in KINDS}
-
-    def keep(event: dict) -> bool:
-        ref = event.get("involvedObject") or {}
-        if types and event.get("type", "").lower() not in types:
-            return False
-        if for_kind:
-            return ref.get("kind") == for_kind and (not for_name or ref.get("name") == for_name)
-        return ref.get("kind") in flux_kinds
-
-    return keep
 
 
 def parse_for(value: Optional[str]) -> tuple[Optional[str], Optional[str]]:
@@ -76,6 +56,7 @@ def events(
 ) -> None:
     """Show the Kubernetes Events of fluxpy objects in time order."""
     from controllers.api.builtin import EVENT
+    from controllers.runtime.inspect import event_time, flux_event_filter
     from flux_cli.flags import split_list
 
     a: App = ctx.obj

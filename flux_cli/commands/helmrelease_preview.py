@@ -1,7 +1,8 @@
 """``fluxpy build helmrelease NAME`` and ``fluxpy diff helmrelease NAME``: a HelmRelease's next upgrade,
 previewed (Flux has no way to do this).
 
-Both render the release the helm-controller would make now (:func:`controllers.lib.helm_release.render_next`:
+Both render the release the helm-controller would make now (:func:`controllers.lib.preview.render_helm_release`
+over :func:`controllers.lib.helm_release.render_next`:
 the chart artifact of the HelmRelease's source in the cluster, its ``valuesFrom`` and ``values``, then each
 ``--values FILE`` merged over them, the post renderers): ``build`` prints the manifests (then the hooks),
 ``diff`` compares them with the cluster by a server-side dry run as helm-controller, the objects the upgrade
@@ -47,9 +48,7 @@ def _values_files(paths: List[str] | None) -> list[dict]:
 def _render(a: App, name: str | None, values: List[str] | None, directory: str) -> tuple[dict, dict]:
     """The live HelmRelease and the release its next upgrade would make."""
     from controllers.api.helm import HELM_RELEASE
-    from controllers.lib.fetch import FetchError
-    from controllers.lib.helm_release import RenderError, render_next
-    from controllers.lib.values import ValuesReferenceError
+    from controllers.lib.preview import PreviewError, render_helm_release
     from controllers.runtime.kube import KubeError
 
     if not name:
@@ -60,13 +59,9 @@ def _render(a: App, name: str | None, values: List[str] | None, directory: str) 
     except KubeError as exc:
         raise CLIError(f"failed to get helmrelease object: {exc.message}") from None
     try:
-        release, _ = render_next(a.kube, hr, directory, extra_values=extra, timeout=a.timeout)
-    except (RenderError, ValuesReferenceError) as exc:
-        raise CLIError(f"HelmRelease {a.namespace}/{name}: {exc}") from None
-    except FetchError as exc:
-        raise CLIError(f"HelmRelease {a.namespace}/{name}: chart artifact: {exc.message}") from None
-    except KubeError as exc:
-        raise CLIError(f"HelmRelease {a.namespace}/{name}: chart source: {exc.message}") from None
+        release = render_helm_release(a.kube, hr, directory, extra_values=extra, timeout=a.timeout)
+    except PreviewError as exc:
+        raise CLIError(str(exc)) from None
     return hr, release
 
 
@@ -85,17 +80,15 @@ def _build_helmrelease(ctx: typer.Context, name: Optional[str] = NAME, values: O
 def _diff_helmrelease(ctx: typer.Context, name: Optional[str] = NAME, values: Optional[List[str]] = VALUES) -> None:
     """Diff what the HelmRelease's next upgrade would apply against the cluster (exit 0: none, 1: differences,
     2: error)."""
-    from controllers.lib.helm_release import diff_release, storage_namespace
-    from controllers.lib.helm_storage import ReleaseStorage
     from controllers.lib.kustomize.diff import render_diff
+    from controllers.lib.preview import release_diff
     from flux_cli.commands.diff import CHANGED_MESSAGE
 
     a: App = ctx.obj
     try:
         with tempfile.TemporaryDirectory(prefix="fluxpy-diff-hr-") as tmp:
             hr, release = _render(a, name, values, tmp)
-        current = ReleaseStorage(a.kube, storage_namespace(hr)).deployed(release["name"])
-        diff = diff_release(a.kube, hr, release, current)
+        diff = release_diff(a.kube, hr, release).result
     except CLIError as exc:
         raise CLIError(str(exc), 2 if exc.code == 1 else exc.code) from None
     except Exception as exc:  # noqa: BLE001 - every failure of a diff exits 2, as flux's diff ks

@@ -99,50 +99,16 @@ def reconcile_failed(label: str, exc) -> CLIError:
     return CLIError(f"{label} reconciliation failed: {exc}{retry}")
 
 
-def source_of(kind: "Kind", obj: dict) -> tuple["Kind", str, str | None] | None:
-    """The (kind, name, namespace) of the object's source: the kind's ``source_resolver``, else its
-    ``source_ref_path``."""
-    from controllers.api.kinds import kind_by_name
-    from controllers.api.objects import dig
-
-    if kind.source_resolver is not None:
-        ref = kind.source_resolver(obj)
-    else:
-        ref = dig(obj, kind.source_ref_path) if kind.source_ref_path else None
-    if not ref or not ref.get("kind"):
-        return None
-    source_kind = kind_by_name(ref["kind"])
-    return source_kind, ref["name"], ref.get("namespace") or obj["metadata"].get("namespace")
-
-
-def request_annotations(kind: "Kind", given: dict[str, bool]) -> tuple[str, ...]:
-    """The annotations the kind's ``reconcile`` flags that were ``given`` set (its ``reconcile_options``);
-    a flag the kind does not declare is an error."""
-    declared = {option.flag: option.annotation for option in kind.reconcile_options}
-    annotations = []
-    for flag, value in given.items():
-        if not value:
-            continue
-        if flag not in declared:
-            offered = ", ".join(f"--{f}" for f in declared) or "none"
-            raise CLIError(f"--{flag} does not apply to {kind.kind} (its reconcile options: {offered})")
-        annotations.append(declared[flag])
-    return tuple(annotations)
-
-
-#: how deep ``--with-source`` follows sources of sources (HelmRelease → HelmChart → HelmRepository).
-MAX_SOURCE_DEPTH = 3
-
-
 def sources_of(a: App, kind: "Kind", obj: dict) -> list[tuple["Kind", str, str | None]]:
     """The object's source, that source's source, …: what ``reconcile --with-source`` reconciles first."""
-    chain = []
-    while len(chain) < MAX_SOURCE_DEPTH and (source := source_of(kind, obj)) is not None:
-        kind, name, namespace = source
-        namespace = namespace if kind.namespaced else None
-        chain.append((kind, name, namespace))
-        obj = _existing(a, kind, name, namespace)
-    return chain
+    from controllers.runtime import protocol
+    from controllers.runtime.kube import NotFound
+
+    try:
+        return protocol.sources_of(a.kube, kind, obj)
+    except NotFound as exc:
+        source_kind, name, namespace = exc.source
+        raise CLIError(f"{_label(source_kind, namespace, name)} not found") from None
 
 
 @app.command("reconcile")
@@ -160,11 +126,13 @@ def reconcile(
 
     The per-kind flags (``--force``, ``--reset``) are declared here once and mapped to annotations by the
     kind's ``reconcile_options``; a test keeps the two in step."""
+    from controllers.runtime import protocol
+
     a: App = ctx.obj
     tgt = targets.resolve(target, name="required")
     kind, ns = tgt.kind, _ns(a, tgt.kind)
     _require(kind, "reconcilable", "reconcile")
-    also = request_annotations(kind, {"force": force, "reset": reset})
+    also = protocol.request_annotations(kind, {"force": force, "reset": reset})
     if with_source:
         chain = sources_of(a, kind, _existing(a, kind, tgt.name, ns))
         if not chain:

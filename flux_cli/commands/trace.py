@@ -11,12 +11,6 @@ from flux_cli import targets
 from flux_cli.app import App, CLIError, handle_errors
 from flux_cli.root import app
 
-#: the owner labels an applier puts on what it applies: (manager kind, name label, namespace label).
-MANAGERS = (
-    ("Kustomization", "kustomize.toolkit.fluxcd.io/name", "kustomize.toolkit.fluxcd.io/namespace"),
-    ("HelmRelease", "helm.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/namespace"),
-)
-
 #: what flux shows for each kind in a trace, besides name, namespace, revision and status.
 DETAILS = {
     "Kustomization": (("Target", "spec.targetNamespace"), ("Path", "spec.path")),
@@ -103,15 +97,6 @@ def _same_tag(observed: dict | None, selected: dict) -> bool:
     return bool(observed) and observed.get("name") == selected.get("name") and observed.get("tag") == selected.get("tag")
 
 
-def manager_of(obj: dict) -> tuple[str, str, str] | None:
-    """(kind, name, namespace) of the Kustomization/HelmRelease whose labels the object carries."""
-    labels = obj["metadata"].get("labels") or {}
-    for kind, name_label, ns_label in MANAGERS:
-        if labels.get(name_label):
-            return kind, labels[name_label], labels.get(ns_label, "")
-    return None
-
-
 def section(kind_name: str, obj: dict, revision: str) -> list[tuple[str, str]]:
     """The ``Label: value`` rows describing one step."""
     from controllers.api.objects import dig, find_condition
@@ -157,7 +142,7 @@ def trace(
         obj = a.kube.get(rt, name, namespace)
     except NotFound:
         raise CLIError(f"{rt.kind} '{namespace + '/' if namespace else ''}{name}' not found") from None
-    manager = manager_of(obj)
+    manager = inspect.manager_of(obj)
     if manager is None:
         raise CLIError(f"{rt.kind}/{name} is not managed by fluxpy (no Kustomization or HelmRelease labels)")
     blocks = [[("Object", f"{rt.kind}/{name}")] + ([("Namespace", namespace)] if namespace else []) +

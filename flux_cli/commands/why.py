@@ -25,55 +25,6 @@ def node_label(node) -> str:
     return f"{relation}{node.ref}  {SYMBOL.get(node.ready, '?')} {node.ready}" + (f"  {detail}" if detail else "")
 
 
-def recent_warnings(a: App, node, limit: int = 3) -> list[dict]:
-    from controllers.api.builtin import EVENT
-    from flux_cli.commands.events import event_time
-
-    selector = f"involvedObject.kind={node.kind},involvedObject.name={node.name}"
-    items = a.kube.list(EVENT, node.namespace or None, field_selector=selector).get("items") or []
-    warnings = [e for e in items if e.get("type") == "Warning"]
-    return sorted(warnings, key=event_time)[-limit:]
-
-
-def attach_evidence(a: App, cause, flux_namespace: str, state_dir: str | None = None) -> str:
-    """Add the root cause's events and last-reconciliation log lines; return a note when logs are unavailable."""
-    from controllers.runtime import logread
-    from controllers.runtime.kube import Forbidden
-
-    if cause.obj is None or cause.cycle is not None:
-        return ""
-    cause.events = recent_warnings(a, cause)
-    try:
-        lines, _ = logread.open_logs(a.kube, flux_namespace=flux_namespace, state_dir=state_dir)
-    except logread.NoLogs as exc:
-        return f"logs unavailable: {exc}"
-    except Forbidden as exc:
-        return f"logs unavailable: not allowed to read the controllers' logs ({exc.message})"
-    cause.log_lines = logread.last_reconciliation(lines, cause.kind, cause.namespace, cause.name)
-    return ""
-
-
-def statusless_failure(a: App, node) -> dict | None:
-    """For an object without status (an Alert or Provider, v1beta3): its latest Warning event, which is
-    how its failures are reported (a notification that could not be delivered); None when it has none."""
-    from controllers.api.objects import find_condition
-
-    if (node.obj.get("status") or {}).get("conditions") is not None or find_condition(node.obj, "Ready"):
-        return None
-    node.events = recent_warnings(a, node)
-    if not node.events:
-        return None
-    latest = node.events[-1]
-    node.failure = (latest.get("reason") or "", (latest.get("message") or "").strip())
-    return latest
-
-
-def as_json(node) -> dict:
-    return {"kind": node.kind, "namespace": node.namespace, "name": node.name, "relation": node.relation,
-            "ready": node.ready, "reason": node.reason, "message": node.message, "cycle": node.cycle,
-            "dependencies": [as_json(c) for c in node.children]}
-
-
 @app.command("why")
 def why(
     ctx: typer.Context,
@@ -91,15 +42,9 @@ def why(
         if output not in ("text", "json"):
             raise CLIError(f"invalid --output {output!r}: expected text or json", EXIT_ERROR)
         kind, name = targets.split_kind_name(target, error_code=EXIT_ERROR)
-        root = inspect.walk(a.kube, kind, name, a.namespace, api_version=api_version)
-        if root.obj is None:
-            raise CLIError(f"{root.ref} not found", EXIT_ERROR)
-        path = inspect.failing_path(root)
-        cause = path[-1] if path else None
-        note = attach_evidence(a, cause, flux_namespace, state_dir) if cause else ""
-        failure = statusless_failure(a, root) if cause is None else None
-        if failure is not None:
-            cause, path = root, [root]
+        explained = inspect.explain(a.kube, kind, name, a.namespace, flux_namespace=flux_namespace,
+                                    state_dir=state_dir, api_version=api_version)
+        root, path, cause, note = explained.root, explained.path, explained.cause, explained.note
     except Exception as exc:  # noqa: BLE001 - classified by describe_error; bugs re-raise
         described = describe_error(exc)
         if described is None:
@@ -108,7 +53,7 @@ def why(
         raise typer.Exit(EXIT_ERROR) from None
 
     if output == "json":
-        a.terminal.json({"object": root.ref, "ready": cause is None, "chain": as_json(root),
+        a.terminal.json({"object": root.ref, "ready": cause is None, "chain": inspect.as_json(root),
                          "rootCause": None if cause is None else {
                              "object": cause.ref, "reason": cause.reason, "message": cause.message,
                              "cycle": cause.cycle, "events": [e.get("message") for e in cause.events],
