@@ -5,6 +5,8 @@ watch still advances), re-opening the watch from the last resourceVersion seen w
 that resourceVersion is too old (HTTP 410 Gone, or an ERROR event with code 410) it re-lists and reports the
 difference against its cache. Any other failure is retried with exponential backoff. Every change is passed
 to ``handler(type, old, new)`` from the informer's thread (``old`` is None for ADDED, ``new`` None for DELETED).
+``on_error(exc)`` (optional) hears every failure of a list or watch (e.g. ``Forbidden`` for a user without
+RBAC), and ``on_error(None)`` once a list succeeds after one; :attr:`Informer.last_error` holds the current one.
 """
 from __future__ import annotations
 
@@ -36,8 +38,12 @@ class Informer:
 
     def __init__(self, kube: KubeClient, rt: ResourceType, handler: Handler, *, namespace: str | None = None,
                  label_selector: str | None = None, timeout_seconds: int = 300, backoff_base: float = 0.5,
-                 backoff_cap: float = 30.0, log: Logger | None = None):
+                 backoff_cap: float = 30.0, log: Logger | None = None,
+                 on_error: Callable[[Exception | None], None] | None = None):
         self.kube, self.rt, self.handler = kube, rt, handler
+        self.on_error = on_error
+        #: the failure the informer is retrying now (None while it lists and watches normally).
+        self.last_error: Exception | None = None
         self.namespace = namespace if rt.namespaced else None
         self.label_selector = label_selector or None
         self.timeout_seconds = timeout_seconds
@@ -96,6 +102,7 @@ class Informer:
                 self.errors += 1
                 delay = min(self.backoff_base * 2 ** (failures - 1), self.backoff_cap)
                 self.log.error("watch failed, retrying", error=exc, retryIn=delay)
+                self._report(exc)
                 self._stop.wait(delay)
 
     # ------------------------------------------------------------------ steps
@@ -119,6 +126,8 @@ class Informer:
             self.resource_version = (result.get("metadata") or {}).get("resourceVersion")
         self.relists += 1
         self.synced.set()
+        if self.last_error is not None:
+            self._report(None)
         for event in events:
             self._dispatch(*event)
 
@@ -148,6 +157,14 @@ class Informer:
                 self._dispatch("DELETED", old or obj, None)
             else:
                 self._dispatch("MODIFIED" if old is not None else "ADDED", old, obj)
+
+    def _report(self, error: Exception | None) -> None:
+        self.last_error = error
+        if self.on_error is not None:
+            try:
+                self.on_error(error)
+            except Exception as exc:  # noqa: BLE001 - a callback bug must not kill the watch
+                self.log.error("watch error callback failed", error=exc)
 
     def _dispatch(self, type_: str, old: dict | None, new: dict | None) -> None:
         try:
