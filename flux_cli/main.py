@@ -23,7 +23,7 @@ COMMAND_MODULES = (
     "create_helmrelease", "create_image", "create_kustomization", "create_notification", "diff",
     "helmrelease_preview", "migrate", "tree", "create_secret_git", "create_secret_helm", "create_secret_oci",
     "create_secret_tls", "create_source_bucket", "create_source_chart", "create_source_git", "create_source_helm",
-    "create_source_oci",
+    "create_source_oci", "ui",
 )
 
 

@@ -451,6 +451,11 @@ class KubeClient:
             return cls.in_cluster()
         return cls.from_kubeconfig(kubeconfig, context)
 
+    @property
+    def impersonated_user(self) -> str | None:
+        """The user this client acts as (``impersonate``, or the kubeconfig's ``as``), None when it acts as itself."""
+        return self._impersonate[0] if self._impersonate else None
+
     def impersonate(self, user: str, groups: tuple[str, ...] | list[str] = ()) -> "KubeClient":
         """A new client that acts as ``user`` (``Impersonate-User``/``Impersonate-Group`` headers)."""
         clone = KubeClient(self.server, ssl_context=self._ssl, credentials=self._credentials, namespace=self.namespace,

@@ -101,7 +101,9 @@ class Informer:
                 failures += 1
                 self.errors += 1
                 delay = min(self.backoff_base * 2 ** (failures - 1), self.backoff_cap)
-                self.log.error("watch failed, retrying", error=exc, retryIn=delay)
+                # an owner that hears the errors (on_error) reports them its own way: no traceback per retry
+                (self.log.debug if self.on_error else self.log.error)("watch failed, retrying", error=exc,
+                                                                      retryIn=delay)
                 self._report(exc)
                 self._stop.wait(delay)
 
