@@ -151,6 +151,7 @@ def flux_node(kind: Kind, obj: dict, resolver: CacheResolver) -> dict:
             "namespace": namespace, "name": meta["name"], "flux": True, "state": state,
             "blocked": state in ("ready", "reconciling", "unknown") and cause is not None,
             "reason": ready.get("reason", ""), "message": message, "revision": revision_of(kind, obj),
+            "lastHandledReconcileAt": dig(obj, "status.lastHandledReconcileAt", ""),
             "cause": cause, "deps": deps, "actions": actions_of(kind)}
 
 

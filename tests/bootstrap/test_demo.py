@@ -83,3 +83,90 @@ def test_the_whole_story(demo_cluster):
     assert "Git server already running" in text and "exists" in text
     assert "✔ component manifests are up to date" in text
     assert kube.get(CONFIGMAP, "podinfo", "demo")["data"]["greeting"] == "hello from fluxpy"
+
+
+def test_the_ui_shows_the_demo_and_drives_its_controllers(demo_cluster):
+    """``fluxpy ui`` on the demo, in a real headless Chromium, with the real controllers: every Flux object
+    green; its Git server stopped, the GitRepository turns what depends on it red within a second of its Ready=False,
+    with the root cause named; a click on reconcile is handled by the kustomize-controller. The screenshots
+    are the README's (``make screenshots``)."""
+    import json
+    import threading
+    import time
+
+    from controllers.api.kustomize import KUSTOMIZATION
+    from controllers.api.objects import find_condition
+    from controllers.api.source import GIT_REPOSITORY
+    from controllers.runtime.kube import KubeClient
+    from flux_cli.web import launch
+    from servers.browser import Browser
+    from servers.ui import screenshot
+
+    plane, state = demo_cluster
+    kube = KubeClient.from_kubeconfig(plane.kubeconfig)
+    ui = launch.workstation(kube, port=0, state_dir=str(state))
+
+    def node(node_id: str) -> str:
+        return f"document.querySelector({json.dumps(f'g.node[data-id={json.dumps(node_id)}]')})"
+
+    source, apps = "GitRepository/flux-system/flux-system", "Kustomization/flux-system/apps"
+    flux_objects = (source, "Kustomization/flux-system/flux-system", "Kustomization/flux-system/infrastructure",
+                    apps, "HelmRelease/flux-system/greeter", "HelmRepository/flux-system/demo-charts")
+    try:
+        with Browser.launch() as browser:
+            page = browser.new_page(1280, 800)
+            page.goto(ui.url)
+            page.wait_for(" && ".join(f"{node(n)}?.classList.contains('state-ready')" for n in flux_objects),
+                          timeout=20)
+            drawn = page.evaluate("[...document.querySelectorAll('g.node')].map(g => [g.dataset.id, g.getAttribute('class')])")
+            assert not [(i, c) for i, c in drawn if "failed" in c or "blocked" in c or "missing" in c], drawn
+            assert "ConfigMap/demo/podinfo" in dict(drawn) and "Deployment.apps/demo/podinfo" in dict(drawn)
+            screenshot(page, "ui-demo-graph.png")
+
+            # break the source for real: its controller reports Ready=False; the page follows within a second
+            broken_at: list[float] = []
+
+            def watch_source() -> None:
+                def failed(obj):
+                    return (find_condition(obj, "Ready") or {}).get("status") == "False"
+                kube.wait_for(GIT_REPOSITORY, "flux-system", "flux-system", failed, timeout=60, what="source failing")
+                broken_at.append(time.monotonic())
+
+            watcher = threading.Thread(target=watch_source, daemon=True)
+            watcher.start()
+            from bootstrap.demo import stop_git_server
+            from controllers.runtime import protocol
+
+            stop_git_server(state / "demo", lambda m: None)  # the outage: the Git server is gone
+            protocol.request_reconcile(kube, GIT_REPOSITORY, "flux-system", "flux-system")
+            try:
+                page.wait_for(f"({node(apps)}?.classList.contains('blocked') || {node(apps)}?.classList.contains("
+                              f"'state-failed')) && {node(source)}.classList.contains('state-failed')", timeout=60)
+            except Exception:
+                conditions = kube.get(GIT_REPOSITORY, "flux-system", "flux-system")["status"]["conditions"]
+                raise AssertionError((conditions, page.evaluate(
+                    f"[{node(apps)}?.getAttribute('class'), {node(source)}?.getAttribute('class')]")))
+            shown_at = time.monotonic()
+            watcher.join(30)
+            assert broken_at and shown_at - broken_at[0] < 1.0, (broken_at, shown_at)
+            page.click(f"g.node[data-id={json.dumps(apps)}]")
+            line = page.wait_for("document.getElementById('root-cause')?.textContent.includes('GitOperationFailed')"
+                                 " && document.getElementById('root-cause').textContent", timeout=15)
+            assert line.startswith(f"root cause: {source}: GitOperationFailed"), line
+
+            # a reconcile clicked on the object page, handled by the real kustomize-controller
+            before = kube.get(KUSTOMIZATION, "apps", "flux-system")["status"].get("lastHandledReconcileAt")
+            page.goto(ui.url + "#/object?id=" + apps)
+            page.wait_for("document.querySelector('[data-action=\"reconcile\"]')", timeout=10)
+            page.click("[data-action=\"reconcile\"]")
+            page.wait_for("document.querySelector('dialog[open]')", timeout=5)
+            page.click("#confirm-ok")
+            status = kube.wait_for(KUSTOMIZATION, "apps", "flux-system",
+                                   lambda o: (o.get("status") or {}).get("lastHandledReconcileAt") not in (None, before),
+                                   timeout=60, what="the reconcile requested from the page").get("status")
+            annotations = kube.get(KUSTOMIZATION, "apps", "flux-system")["metadata"]["annotations"]
+            assert status["lastHandledReconcileAt"] == annotations["reconcile.fluxcd.io/requestedAt"]
+            page.wait_for("document.body.textContent.includes('reconciliation completed')", timeout=60)
+            screenshot(page, "ui-demo-object.png")
+    finally:
+        ui.stop()
