@@ -8,7 +8,7 @@ TOOLS := etcd kube-apiserver kustomize helm sops age age-keygen versitygw
 # (tests/servers/browser.py).
 APT_PACKAGES := sshd=openssh-server docker-registry=docker-registry gpg=gnupg htpasswd=apache2-utils chromium=chromium
 
-.PHONY: setup system-deps tools lint-imports test faults demo demo-down completions golden bench bench-vs-flux
+.PHONY: setup system-deps tools lint-imports test faults demo demo-down completions golden screenshots bench bench-vs-flux
 
 setup: system-deps ## install fluxpy (editable: a path entry, no import hook at start-up) with its test dependencies
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
@@ -50,13 +50,20 @@ completions: ## regenerate the shell completion scripts under completions/ and t
 golden: ## regenerate the golden files of CLI and manifest output (then review the diff)
 	FLUXPY_UPDATE_GOLDEN=1 $(PYTHON) -m pytest -q tests/manifestgen tests/flux_cli/test_golden_output.py
 
-bench: setup tools ## print the benchmark figures (CLI start-up, sources, Kustomizations, HelmReleases, notifications, images)
+screenshots: ## copy the UI screenshots the demo's test took (build/screenshots) to docs/images for the README
+	@test -f build/screenshots/ui-demo-graph.png || { echo "no screenshots: run 'make test' (or pytest tests/bootstrap/test_demo.py) first"; exit 1; }
+	mkdir -p docs/images
+	cp build/screenshots/ui-demo-graph.png docs/images/ui-graph.png
+	cp build/screenshots/ui-demo-object.png docs/images/ui-object.png
+
+bench: setup tools ## print the benchmark figures (CLI start-up, sources, Kustomizations, HelmReleases, notifications, images, the UI)
 	$(PYTHON) tests/bench/cli_startup.py
 	$(PYTHON) tests/bench/sources.py
 	$(PYTHON) tests/bench/kustomizations.py
 	$(PYTHON) tests/bench/helmreleases.py
 	$(PYTHON) tests/bench/notifications.py
 	$(PYTHON) tests/bench/images.py
+	$(PYTHON) tests/bench/ui.py
 
 bench-vs-flux: setup tools ## fluxpy's kustomize-controller side by side with Flux's (builds Flux's from Go modules; long)
 	$(PYTHON) tests/bench/vs_flux.py $(BENCH_ARGS)

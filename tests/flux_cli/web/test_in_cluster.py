@@ -108,3 +108,45 @@ def test_read_only_by_default_and_actions_when_allowed(kube, namespace, reader_o
 def test_it_refuses_to_start_without_a_way_to_trust_the_proxy(kube):
     with pytest.raises(ValueError, match="in-cluster"):
         launch.in_cluster(address="127.0.0.1", port=0, kube=kube)
+
+
+def test_over_mtls_only_the_proxys_certificate_gets_in(kube, namespace, reader_of, tmp_path, flux_crds):
+    import ssl
+
+    from servers.tls import LOOPBACK_NAMES, issue, new_ca
+
+    serving_ca, proxy_ca = new_ca("ui-serving-ca"), new_ca("proxy-ca")
+    files = {}
+    for name, issued in (("ui", issue(serving_ca, "ui", server_names=LOOPBACK_NAMES)),
+                         ("proxy", issue(proxy_ca, "oauth2-proxy", client=True)),
+                         ("stranger", issue(new_ca("someone-else"), "oauth2-proxy", client=True))):
+        files[name] = (tmp_path / f"{name}.crt", tmp_path / f"{name}.key")
+        files[name][0].write_bytes(issued.cert_pem)
+        files[name][1].write_bytes(issued.key_pem)
+    (tmp_path / "proxy-ca.crt").write_bytes(proxy_ca.cert_pem)
+    make_pipeline(kube, namespace)
+    ui = launch.in_cluster(address="127.0.0.1", port=0, namespaces=(namespace,), kube=kube,
+                           tls_cert=str(files["ui"][0]), tls_key=str(files["ui"][1]),
+                           proxy_ca=str(tmp_path / "proxy-ca.crt"))
+    try:
+        assert ui.url.startswith("https://127.0.0.1:")
+
+        def client(who: str | None) -> http.client.HTTPSConnection:
+            context = ssl.create_default_context(cadata=serving_ca.cert_pem.decode())
+            if who:
+                context.load_cert_chain(*map(str, files[who]))
+            return http.client.HTTPSConnection("127.0.0.1", ui.server.port, context=context, timeout=20)
+
+        conn = client("proxy")
+        conn.request("GET", "/api/graph", headers={"X-Forwarded-User": "carol", "X-Forwarded-Groups": "readers"})
+        resp = conn.getresponse()
+        graph = json.loads(resp.read())
+        assert resp.status == 200 and graph["identity"] == "carol"
+        assert f"Kustomization/{namespace}/apps" in {n["id"] for n in graph["nodes"]}
+        for who in (None, "stranger"):  # the handshake fails: no handler runs, no identity is read
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                conn = client(who)
+                conn.request("GET", "/api/graph", headers={"X-Forwarded-User": "carol"})
+                conn.getresponse().read()
+    finally:
+        ui.stop()
