@@ -6,6 +6,8 @@ import time
 
 from controllers.api.kustomize import KUSTOMIZATION
 from controllers.api.source import GIT_REPOSITORY
+from servers.git import artifact_storage  # noqa: F401 - fixture
+from servers.sources import artifact_sources  # noqa: F401 - fixture
 from servers.ui import Client, Events, make_pipeline, set_ready
 
 
@@ -159,3 +161,26 @@ def test_the_command_prints_its_url_serves_and_stops_on_ctrl_c(kube, kubeconfig,
                                 capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
+
+
+def test_the_diff_of_what_the_next_apply_would_change(kube, namespace, ui_for, artifact_sources):
+    from controllers.api.builtin import CONFIGMAP
+
+    artifact_sources.publish(namespace, "app", {"deploy/a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+                                                                 "  name: a\ndata:\n  size: small\n"})
+    kube.create(KUSTOMIZATION, {"apiVersion": KUSTOMIZATION.api_version, "kind": "Kustomization",
+                                "metadata": {"name": "app", "namespace": namespace},
+                                "spec": {"interval": "1h", "path": "./deploy", "prune": True,
+                                         "targetNamespace": namespace,
+                                         "sourceRef": {"kind": "GitRepository", "name": "app"}}}, namespace)
+    kube.create(CONFIGMAP, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"},
+                            "data": {"size": "large"}}, namespace)  # drifted from what Git says
+    ui = ui_for(kube, namespaces=(namespace,))
+    client = Client(ui.url)
+    diff = client.get(f"/api/diff?id=Kustomization/{namespace}/app")
+    assert diff["changed"] and diff["drift"] == [f"ConfigMap/{namespace}/a"]
+    assert diff["actions"] == {f"ConfigMap/{namespace}/a": "drifted"}
+    assert "-  size: large" in diff["diff"] and "+  size: small" in diff["diff"]
+    assert kube.get(CONFIGMAP, "a", namespace)["data"] == {"size": "large"}  # a dry run
+    status, _, refused = client.request("GET", f"/api/diff?id=GitRepository/{namespace}/app")
+    assert status == 400 and "only Kustomizations and HelmReleases" in refused["message"]
