@@ -184,3 +184,25 @@ def test_the_diff_of_what_the_next_apply_would_change(kube, namespace, ui_for, a
     assert kube.get(CONFIGMAP, "a", namespace)["data"] == {"size": "large"}  # a dry run
     status, _, refused = client.request("GET", f"/api/diff?id=GitRepository/{namespace}/app")
     assert status == 400 and "only Kustomizations and HelmReleases" in refused["message"]
+
+
+def test_a_helmrelease_force_and_reset_set_flux_annotations(kube, namespace, ui_for):
+    from controllers.api.helm import HELM_RELEASE
+
+    kube.create(HELM_RELEASE, {"apiVersion": HELM_RELEASE.api_version, "kind": "HelmRelease",
+                               "metadata": {"name": "web", "namespace": namespace},
+                               "spec": {"interval": "1h", "chart": {"spec": {"chart": "web", "sourceRef": {
+                                   "kind": "HelmRepository", "name": "charts"}}}}}, namespace)
+    ui = ui_for(kube, namespaces=(namespace,))
+    client = Client(ui.url)
+    node = next(n for n in client.get("/api/graph")["nodes"] if n["id"] == f"HelmRelease/{namespace}/web")
+    assert node["actions"] == ["reconcile", "withSource", "force", "reset", "suspend", "resume"]
+    events = Events(client)
+    events.next()
+    status, _, _ = client.action({"id": node["id"], "action": "reconcile", "force": True, "reset": True})
+    assert status == 202
+    _, requested = events.until(lambda e, d: e == "action" and d["phase"] == "requested")
+    annotations = kube.get(HELM_RELEASE, "web", namespace)["metadata"]["annotations"]
+    assert annotations["reconcile.fluxcd.io/forceAt"] == annotations["reconcile.fluxcd.io/resetAt"] == \
+        annotations["reconcile.fluxcd.io/requestedAt"] == requested["token"]
+    events.close()
