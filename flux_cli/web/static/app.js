@@ -17,7 +17,9 @@ const state = {
   errors: [],              // other errors shown in the banner until dismissed
 };
 const body = document.body;
-const graph = new GraphView($('#graph'), id => { location.hash = objectHref(id); });
+const graph = new GraphView($('#graph'), id => {
+  if (id.startsWith('group:')) { expanded.add(id.slice(6)); redraw(null); } else location.hash = objectHref(id);
+});
 initObjectPage($('#object-view'));
 
 // --- filters (local; the server's ?namespace=&kind=&state=&q= are not needed for a few thousand nodes) --
@@ -54,15 +56,70 @@ for (const el of filterEls) el.addEventListener('input', () => redraw(null));
 $('#filters').addEventListener('submit', e => e.preventDefault());
 
 // --- drawing -------------------------------------------------------------------------------------------
+// More than GROUP applied objects (flux: false) of one manager are drawn as one node `group:<manager id>`
+// until clicked; `expanded` (manager ids) outlives live updates. A search never groups.
+const GROUP = 8, expanded = new Set();
+const WORSE = ['ready', 'suspended', 'reconciling', 'unknown', 'missing', 'failed', 'stalled'];
+
+function groups(nodes) {
+  const by = new Map(), alias = new Map(), made = [], open = [];
+  if (filterEls[3].value.trim()) return { alias, made, open };
+  for (const n of nodes) {
+    const m = !n.flux && n.deps?.find(d => d.relation === 'applies')?.id;
+    if (m) by.has(m) ? by.get(m).push(n) : by.set(m, [n]);
+  }
+  for (const [m, list] of by) {
+    if (list.length <= GROUP) continue;
+    if (expanded.has(m)) { open.push([m, list.length]); continue; }
+    const id = 'group:' + m, kinds = new Map();
+    let st = 'ready', blocked = false;
+    for (const c of list) {
+      alias.set(c.id, id);
+      kinds.set(c.kind, (kinds.get(c.kind) || 0) + 1);
+      if (WORSE.indexOf(c.state) > WORSE.indexOf(st)) st = c.state;
+      blocked ||= c.blocked;
+    }
+    const parts = [...kinds].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([k, c]) => `${k} ×${c}`);
+    let kind = parts[0];
+    for (const p of parts.slice(1)) { if (kind.length + p.length > 28) { kind += ', …'; break; } kind += ', ' + p; }
+    const label = `${list.length} objects applied by ${m}, click to expand`;
+    made.push({ id, groupOf: m, kind, name: `${list.length} objects`, state: st, blocked, label,
+      title: [label, ...parts].join('\n') });
+  }
+  return { alias, made, open };
+}
+
+let openKey = '';
+function renderOpen(open) {
+  const key = open.map(o => o.join()).join('\n');
+  if (key === openKey) return;
+  openKey = key;
+  const el = $('#groups');
+  el.replaceChildren(...open.map(([m, count]) => h('button', { type: 'button', 'data-collapse': m },
+    `− collapse ${state.nodes.get(m)?.name || m} (${count})`)));
+  el.hidden = !open.length;
+}
+$('#groups').addEventListener('click', e => {
+  const b = e.target.closest('[data-collapse]');
+  if (b) { expanded.delete(b.dataset.collapse); redraw(null); }
+});
+
 function redraw(changed) {
   const ok = matcher();
   const nodes = [...state.nodes.values()].filter(ok);
-  const shown = new Set(nodes.map(n => n.id));
-  const edges = [];
+  const { alias, made, open } = groups(nodes);
+  const drawn = alias.size ? nodes.filter(n => !alias.has(n.id)).concat(made) : nodes;
+  const shown = new Set(drawn.map(n => n.id)), seen = new Set(), edges = [];
   for (const n of nodes) {
-    for (const d of n.deps || []) if (shown.has(d.id)) edges.push({ from: d.id, to: n.id, relation: d.relation });
+    const to = alias.get(n.id) || n.id;
+    for (const d of n.deps || []) {
+      const from = alias.get(d.id) || d.id, key = `${from}>${to}>${d.relation}`;
+      if (from !== to && shown.has(from) && !seen.has(key)) { seen.add(key); edges.push({ from, to, relation: d.relation }); }
+    }
   }
-  graph.render(nodes, edges, changed);
+  if (changed) for (const g of made) changed.add(g.id);   // a group shows its members' state and count
+  graph.render(drawn, edges, changed);
+  renderOpen(open);
 
   const failing = nodes.filter(n => FAILING.has(n.state)).length, blocked = nodes.filter(n => n.blocked).length;
   $('#count-objects').textContent = nodes.length;

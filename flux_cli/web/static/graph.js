@@ -12,7 +12,7 @@ function svg(tag, attrs) {
 }
 
 const clip = (s, max) => (s.length > max ? s.slice(0, max - 1) + '…' : s);
-const nodeClass = n => `node state-${n.state || 'unknown'}${n.blocked ? ' blocked' : ''}`;
+const nodeClass = n => `node${n.groupOf ? ' group' : ''} state-${n.state || 'unknown'}${n.blocked ? ' blocked' : ''}`;
 const stateWord = n => (n.blocked && n.state === 'ready' ? 'blocked' : n.state === 'ready' ? '' : n.state || 'unknown');
 
 export class GraphView {
@@ -74,10 +74,14 @@ export class GraphView {
     this.els = new Map();
     const nodeEls = nodes.map(n => {
       const p = this.pos.get(n.id);
-      const g = svg('g', { 'data-id': n.id, transform: `translate(${p.x},${p.y})`, tabindex: '0', role: 'link' });
+      const g = svg('g', { 'data-id': n.id, transform: `translate(${p.x},${p.y})`, tabindex: '0',
+        role: n.groupOf ? 'button' : 'link' });
+      // a group: a pile of cards behind its box, and "+ expand" under the state
+      if (n.groupOf) g.append(svg('rect', { class: 'pile', x: 4, y: 4, width: NODE_W, height: NODE_H, rx: 5 }));
       g.append(svg('title', {}), svg('rect', { width: NODE_W, height: NODE_H, rx: 5 }),
         svg('text', { class: 'kind', x: 9, y: 14 }), svg('text', { class: 'state', x: NODE_W - 8, y: 14 }),
         svg('text', { class: 'name', x: 9, y: 30 }));
+      if (n.groupOf) g.append(svg('text', { class: 'hint', x: NODE_W - 8, y: 30 }));
       this.update(g, n);
       this.els.set(n.id, g);
       return g;
@@ -90,13 +94,15 @@ export class GraphView {
     if (!g) return;
     const cls = nodeClass(n);
     if (g.getAttribute('class') !== cls) g.setAttribute('class', cls);
-    const [title, , kind, state, name] = g.children;
-    kind.textContent = clip(n.kind, 24);
-    state.textContent = stateWord(n);
+    const [title, , kind, state, name, hint] = n.groupOf ? [...g.children].slice(1) : g.children;
+    const word = stateWord(n);
+    kind.textContent = clip(n.kind, n.groupOf ? 35 - word.length * 1.4 : 24);
+    state.textContent = word;
     name.textContent = clip(n.name || n.id, 27);
-    title.textContent = [n.id, [n.state, n.reason, n.message].filter(Boolean).join(': '),
+    if (hint) hint.textContent = '+ expand';
+    title.textContent = n.title || [n.id, [n.state, n.reason, n.message].filter(Boolean).join(': '),
       n.cause ? `root cause: ${n.cause.id}` : ''].filter(Boolean).join('\n');
-    g.setAttribute('aria-label', `${n.kind} ${n.name}: ${stateWord(n) || 'ready'}`);
+    g.setAttribute('aria-label', n.label || `${n.kind} ${n.name}: ${word || 'ready'}`);
   }
 
   // --- pan and zoom ----------------------------------------------------------------------------------

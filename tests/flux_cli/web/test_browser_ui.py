@@ -112,6 +112,66 @@ def test_a_user_without_rbac_sees_forbidden_not_a_blank_page(kube, namespace, ui
     screenshot(page, "ui-forbidden.png")
 
 
+def _kustomization_with(kube, namespace: str, name: str, entries: list[str]) -> None:
+    kube.create(KUSTOMIZATION, {"apiVersion": KUSTOMIZATION.api_version, "kind": "Kustomization",
+                                "metadata": {"name": name, "namespace": namespace},
+                                "spec": {"interval": "1m", "path": "./", "prune": True,
+                                         "sourceRef": {"kind": "GitRepository", "name": "repo"}}}, namespace)
+    set_ready(kube, KUSTOMIZATION, namespace, name, "True", "ReconciliationSucceeded", "Applied revision",
+              inventory={"entries": [{"id": e, "v": "v1"} for e in entries]})
+
+
+def test_many_applied_objects_are_one_group_node_until_clicked(kube, namespace, ui_for, page):
+    """More than 8 applied objects of one manager are drawn as one node, which a click expands (and which
+    stays expanded through live updates); 3 are drawn as they are; a search never groups."""
+    make_pipeline(kube, namespace)
+    _kustomization_with(kube, namespace, "many", [f"{namespace}_cm-{i}__ConfigMap" for i in range(12)])
+    _kustomization_with(kube, namespace, "few", [f"{namespace}_few-{i}__ConfigMap" for i in range(3)])
+    ui = ui_for(kube, namespaces=(namespace,))
+    page.goto(ui.url)
+    group = f"group:Kustomization/{namespace}/many"
+    maps = f"document.querySelectorAll('g.node[data-id^=\"ConfigMap/{namespace}/cm-\"]').length"
+    page.wait_for(f"{node_js(group)} && {node_js(f'ConfigMap/{namespace}/few-2')}", timeout=10)
+    assert page.evaluate(maps) == 0
+    assert page.evaluate("document.querySelectorAll('g.node.group').length") == 1
+    assert {"group", "state-ready"} <= set(classes(page, group))
+    text = page.evaluate(f"{node_js(group)}.textContent")
+    assert "12 objects" in text and "ConfigMap ×12" in text, text
+    for i in range(3):   # 3 applied objects: drawn one by one
+        assert "state-ready" in classes(page, f"ConfigMap/{namespace}/few-{i}")
+    assert page.evaluate(f"document.querySelector('g.node[data-id=\"group:Kustomization/{namespace}/few\"]')") is None
+    # the counter counts objects, not boxes: repo, 4 Kustomizations, 2 + 12 + 3 applied
+    assert page.evaluate("document.getElementById('count-objects').textContent") == "22"
+    screenshot(page, "ui-group.png")
+
+    # a live update while grouped: the group takes its members' (the manager's) state
+    set_ready(kube, KUSTOMIZATION, namespace, "many", "False", "BuildFailed", "kustomize build failed")
+    page.wait_for(f"{node_js(group)}.classList.contains('state-failed')", timeout=5)
+
+    page.click(f"g.node[data-id={json.dumps(group)}]")
+    page.wait_for(f"{maps} === 12 && !{node_js(group)}", timeout=5)
+    assert "state-failed" in classes(page, f"ConfigMap/{namespace}/cm-11")
+    assert page.evaluate("location.hash") in ("", "#/")          # a group opens no object page
+    collapse = f"#groups [data-collapse={json.dumps(f'Kustomization/{namespace}/many')}]"
+    assert "collapse many (12)" in page.evaluate(f"document.querySelector({json.dumps(collapse)}).textContent")
+
+    # expanded survives live updates
+    seq = int(page.evaluate("document.body.dataset.seq"))
+    set_ready(kube, KUSTOMIZATION, namespace, "many", "True", "ReconciliationSucceeded", "Applied revision",
+              inventory={"entries": [{"id": f"{namespace}_cm-{i}__ConfigMap", "v": "v1"} for i in range(12)]})
+    page.wait_for(f"+document.body.dataset.seq > {seq} && "
+                  f"{node_js(f'ConfigMap/{namespace}/cm-0')}.classList.contains('state-ready')", timeout=5)
+    assert page.evaluate(maps) == 12 and page.evaluate("document.querySelectorAll('g.node.group').length") == 0
+
+    # "−" in the corner collapses it again; a search shows every match, never a group
+    page.click(collapse)
+    page.wait_for(f"{node_js(group)} && {maps} === 0", timeout=5)
+    assert page.evaluate("document.getElementById('groups').hidden")
+    page.type("#filter-text", "cm-")
+    page.wait_for(f"{maps} === 12 && !document.querySelector('g.node.group')", timeout=5)
+    assert page.evaluate("document.getElementById('count-objects').textContent") == "12"
+
+
 def _echo_reconciler(kube):
     """A reconciler for Kustomizations that only acknowledges requests (Ready=True): enough to show the
     request made by the page reaches a controller and is handled."""
