@@ -66,7 +66,9 @@ class Hub:
         self._lock = threading.Lock()
         self._dirty = threading.Event()
         self._stop = threading.Event()
-        self._releases: dict[tuple, list] = {}
+        #: per HelmRelease, the release version last read from Helm's storage and its objects
+        self._releases: dict[tuple, tuple[tuple, list]] = {}
+        self._published_forbidden: list[dict] | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -129,7 +131,7 @@ class Hub:
 
     def cached(self, kind: str, namespace: str | None, name: str) -> dict | None:
         """The cached object of a Flux kind, or None."""
-        for ns in (self.namespaces if self.namespaces != (None,) else (None,)):
+        for ns in self.namespaces:
             informer = self.informers.get((kind, ns))
             if informer is not None:
                 found = informer.get(f"{namespace}/{name}" if namespace else name)
@@ -174,7 +176,7 @@ class Hub:
             changed = [node for node_id, node in fresh.items() if self.nodes.get(node_id) != node]
             removed = [node_id for node_id in self.nodes if node_id not in fresh]
             forbidden = self.forbidden_list()
-            if not changed and not removed and forbidden == getattr(self, "_published_forbidden", None):
+            if not changed and not removed and forbidden == self._published_forbidden:
                 return
             self.nodes = fresh
             self.seq += 1
@@ -188,19 +190,20 @@ class Hub:
 
         latest = (dig(release, "status.history") or [None])[0] or {}
         meta = release["metadata"]
-        key = (meta.get("namespace"), meta["name"], latest.get("name"), latest.get("version"),
-               dig(release, "status.storageNamespace"))
         if not latest:
             return []
-        if key not in self._releases:
+        key = (meta.get("namespace"), meta["name"])
+        version = (latest.get("name"), latest.get("version"), dig(release, "status.storageNamespace"))
+        if self._releases.get(key, (None,))[0] != version:
             from controllers.lib.tree import TreeError, helm_release_objects
             from controllers.runtime.kube import KubeError
 
             try:
-                self._releases[key] = helm_release_objects(self.kube, meta.get("namespace"), meta["name"])
+                objects = helm_release_objects(self.kube, meta.get("namespace"), meta["name"])
             except (TreeError, KubeError):
-                self._releases[key] = []
-        return self._releases[key]
+                objects = []
+            self._releases[key] = (version, objects)
+        return self._releases[key][1]
 
 
 class HubPool:

@@ -121,6 +121,7 @@ def test_the_ui_shows_the_demo_and_drives_its_controllers(demo_cluster):
             drawn = page.evaluate("[...document.querySelectorAll('g.node')].map(g => [g.dataset.id, g.getAttribute('class')])")
             assert not [(i, c) for i, c in drawn if "failed" in c or "blocked" in c or "missing" in c], drawn
             assert "ConfigMap/demo/podinfo" in dict(drawn) and "Deployment.apps/demo/podinfo" in dict(drawn)
+            assert "Service/demo/demo-greeter" in dict(drawn)  # from the HelmRelease's release, in Helm's storage
             screenshot(page, "ui-demo-graph.png")
 
             # break the source for real: its controller reports Ready=False; the page follows within a second
