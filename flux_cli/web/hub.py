@@ -1,9 +1,9 @@
 """One set of watches shared by every open page: the informers, the graph they make, and its subscribers.
 
 A :class:`Hub` runs one :class:`~controllers.runtime.watch.Informer` per Flux kind (per namespace when the
-user may only list some). Any change wakes one thread, which waits ``debounce`` seconds for the rest of a
-burst, rebuilds the graph (:func:`flux_cli.web.graph.build`), and publishes the nodes that changed to every
-subscriber as one ``change`` message. Nothing polls: the pages wait on their streams, the hub on the watches.
+user may only list some). Any change wakes one thread, which rebuilds the graph
+(:func:`flux_cli.web.graph.build`) and publishes the nodes that changed to every subscriber as one ``change``
+message, then lets ``debounce`` seconds pass before the next rebuild, so a burst is one message. Nothing polls: the pages wait on their streams, the hub on the watches.
 
 A list or watch the apiserver refuses (403) puts the kind in :attr:`Hub.forbidden`, which the page shows as a
 banner; a kind whose CRD is not installed (404) is left out quietly.
@@ -154,11 +154,13 @@ class Hub:
         return on_error
 
     def _run(self) -> None:
+        """Rebuild at once on a change, then at most once per ``debounce``: a lone change is on the pages
+        as soon as the graph is rebuilt, and a burst (a Kustomization applying 100 objects) costs one
+        rebuild per interval, not one per object."""
         while not self._stop.is_set():
             self._dirty.wait()
             if self._stop.is_set():
                 return
-            self._stop.wait(self.debounce)  # let the rest of a burst arrive
             self._dirty.clear()
             try:
                 self._rebuild()
@@ -166,6 +168,7 @@ class Hub:
                 from controllers.runtime.logs import get_logger
 
                 get_logger("ui").error("graph rebuild failed", error=exc)
+            self._stop.wait(self.debounce)  # what changes meanwhile waits for the next round
 
     def _rebuild(self) -> None:
         objects = {kind: [] for kind, _ in self.informers}

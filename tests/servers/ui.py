@@ -2,6 +2,7 @@
 client of ``fluxpy ui`` that holds the session cookie, and a Server-Sent Events reader."""
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import queue
@@ -70,6 +71,8 @@ class Client:
         resp = conn.getresponse()
         raw = resp.read()
         conn.close()
+        if resp.getheader("Content-Encoding") == "gzip":
+            raw = gzip.decompress(raw)
         payload = json.loads(raw) if resp.getheader("Content-Type") == "application/json" and raw else raw
         return resp.status, dict(resp.getheaders()), payload
 
