@@ -76,10 +76,16 @@ class ThreadedServer:
     """A :class:`QuietHTTPServer` bound to ``bind`` and served on a daemon thread; :attr:`port` is the bound
     port."""
 
-    def __init__(self, bind: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler], name: str):
-        self._server = QuietHTTPServer(bind, handler)
+    def __init__(self, bind: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler], name: str, *,
+                 server_class: type[QuietHTTPServer] | None = None):
+        self._server = (server_class or QuietHTTPServer)(bind, handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"{name}-{self.port}", daemon=True)
+
+    @property
+    def http_server(self) -> QuietHTTPServer:
+        """The server itself (e.g. to wrap its socket in TLS before :meth:`start`)."""
+        return self._server
 
     def start(self) -> "ThreadedServer":
         self._thread.start()

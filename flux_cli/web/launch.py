@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from typing import Callable
 
 from controllers.runtime.kube import KubeClient
 from flux_cli.web.hub import Hub, HubPool
@@ -14,7 +15,7 @@ class Running:
     """A started UI: its URL, and how to stop it."""
 
     server: UIServer
-    stop_hubs: object
+    stop_hubs: Callable[[], None]
 
     @property
     def url(self) -> str:
@@ -29,26 +30,24 @@ class Running:
         self.stop_hubs()
 
 
-def _serve(hub_for, kube_for, config: UIConfig, stop_hubs) -> Running:
+def _bind(hub_for, config: UIConfig) -> UIServer:
+    """The server, bound before any watch starts (an address in use is one line, and costs no list)."""
     try:
-        server = UIServer(hub_for, config, kube_for)
+        return UIServer(hub_for, config)
     except OSError as exc:
-        stop_hubs()
         raise ValueError(f"cannot listen on {config.address}:{config.port}: {exc.strerror or exc}"
                          " (pass another --port or --address)") from None
-    return Running(server.start(), stop_hubs)
 
 
 def workstation(kube: KubeClient, *, address: str = "127.0.0.1", port: int = 9080, namespaces: tuple = (),
-                flux_namespace: str = "flux-system", state_dir: str | None = None, debounce: float = 0.05,
-                token: str | None = None) -> Running:
+                flux_namespace: str = "flux-system", state_dir: str | None = None, debounce: float = 0.05) -> Running:
     """The UI of one user, with their kubeconfig's client: one hub, the token and cookie."""
     who = kube.impersonated_user or kube.context_name or ""
-    hub = Hub(kube, namespaces=namespaces, debounce=debounce, identity=who).start()
-    config = UIConfig(address=address, port=port, flux_namespace=flux_namespace, state_dir=state_dir)
-    if token:
-        config.token = token
-    return _serve(lambda identity: hub, lambda identity: kube, config, hub.stop)
+    hub = Hub(kube, namespaces=namespaces, debounce=debounce, identity=who)
+    server = _bind(lambda identity: hub, UIConfig(address=address, port=port, flux_namespace=flux_namespace,
+                                                  state_dir=state_dir))
+    hub.start()
+    return Running(server.start(), hub.stop)
 
 
 def in_cluster(*, address: str = "0.0.0.0", port: int = 9080, namespaces: tuple = (),
@@ -56,8 +55,8 @@ def in_cluster(*, address: str = "0.0.0.0", port: int = 9080, namespaces: tuple 
                tls_key: str | None = None, proxy_ca: str | None = None, proxy_names: tuple = (),
                proxy_secret_file: str | None = None, user_header: str = "X-Forwarded-User",
                groups_header: str = "X-Forwarded-Groups", kube: KubeClient | None = None) -> Running:
-    """The in-cluster UI: every request acts for the user the trusted proxy names, with a client that
-    impersonates them (never the UI's own service account, which may only impersonate), and its own hub.
+    """The in-cluster UI: every request acts for the user the trusted proxy names, through that user's hub,
+    whose client impersonates them (never the UI's own service account, which may only impersonate).
     Refuses to start without a way to trust the proxy (TrustConfigError, shown as one line)."""
     from flux_cli.web.trust import ProxyTrust, TrustConfigError
 
@@ -68,15 +67,8 @@ def in_cluster(*, address: str = "0.0.0.0", port: int = 9080, namespaces: tuple 
     except TrustConfigError as exc:
         raise ValueError(f"fluxpy ui --in-cluster: {exc}") from None
     base = kube or KubeClient.in_cluster()
-    clients: dict = {}
-
-    def kube_for(identity) -> KubeClient:
-        if identity.key not in clients:
-            clients[identity.key] = base.impersonate(identity.user, identity.groups)
-        return clients[identity.key]
-
-    pool = HubPool(lambda identity: Hub(kube_for(identity), namespaces=namespaces,
+    pool = HubPool(lambda identity: Hub(base.impersonate(identity.user, identity.groups), namespaces=namespaces,
                                         identity=identity.user).start(sync_timeout=5.0))
-    config = UIConfig(address=address, port=port, flux_namespace=flux_namespace, allow_actions=allow_actions,
-                      trust=trust)
-    return _serve(pool.get, kube_for, config, pool.stop)
+    server = _bind(pool.get, UIConfig(address=address, port=port, flux_namespace=flux_namespace,
+                                      allow_actions=allow_actions, trust=trust))
+    return Running(server.start(), pool.stop)

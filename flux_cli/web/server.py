@@ -33,7 +33,7 @@ import urllib.parse
 from importlib import resources
 from typing import Callable
 
-from controllers.runtime.endpoints import QuietHTTPServer
+from controllers.runtime.endpoints import QuietHTTPServer, ThreadedServer
 from flux_cli.web import api, graph
 from flux_cli.web.hub import Hub
 
@@ -85,10 +85,11 @@ def static_file(name: str) -> bytes | None:
 
 
 class UIServer:
-    """The HTTP server; ``hub_for(identity)`` gives the hub whose watches a request reads (one for the CLI)."""
+    """The HTTP server, bound at construction (an address in use raises OSError). ``hub_for(identity)``
+    gives the hub whose watches and client a request uses: one for the CLI, one per user in a cluster."""
 
-    def __init__(self, hub_for: Callable[[object], Hub], config: UIConfig, kube_for: Callable[[object], object]):
-        self.hub_for, self.kube_for, self.config = hub_for, kube_for, config
+    def __init__(self, hub_for: Callable[[object], Hub], config: UIConfig):
+        self.hub_for, self.config = hub_for, config
         self.streams = threading.BoundedSemaphore(MAX_STREAMS)
         self.stopping = threading.Event()
         server = self
@@ -97,16 +98,17 @@ class UIServer:
             ui = server
 
         context = getattr(config.trust, "ssl_context", None)
+        server_class = None
         if context is not None:
-            from flux_cli.web.trust import HandshakeInThread, wrap_server
+            from flux_cli.web.trust import HandshakeInThread
 
-            self.http = type("TLSServer", (HandshakeInThread, QuietHTTPServer), {})((config.address, config.port),
-                                                                                   Handler)
-            wrap_server(self.http, context)
-        else:
-            self.http = QuietHTTPServer((config.address, config.port), Handler)
-        self.port = self.http.server_address[1]
-        self._thread = threading.Thread(target=self.http.serve_forever, name=f"ui-{self.port}", daemon=True)
+            server_class = type("TLSServer", (HandshakeInThread, QuietHTTPServer), {})
+        self.http = ThreadedServer((config.address, config.port), Handler, "ui", server_class=server_class)
+        if context is not None:
+            from flux_cli.web.trust import wrap_server
+
+            wrap_server(self.http.http_server, context)
+        self.port = self.http.port
 
     @property
     def base_url(self) -> str:
@@ -120,13 +122,12 @@ class UIServer:
         return self.base_url + ("/" if self.config.trust is not None else f"/?token={self.config.token}")
 
     def start(self) -> "UIServer":
-        self._thread.start()
+        self.http.start()
         return self
 
     def stop(self) -> None:
         self.stopping.set()
-        self.http.shutdown()
-        self.http.server_close()
+        self.http.stop()
 
 
 class RequestHandler(http.server.BaseHTTPRequestHandler):
@@ -159,7 +160,8 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
                 return self.index()
             if method == "GET" and url.path.startswith("/static/"):
                 return self.asset(url.path[len("/static/"):])
-            hub, kube = self.ui.hub_for(identity), self.ui.kube_for(identity)
+            hub = self.ui.hub_for(identity)
+            kube = hub.kube  # the user's own client: their kubeconfig, or impersonating them
             if method == "GET" and url.path == "/api/graph":
                 return self.json(200, filtered(hub.snapshot(), query))
             if method == "GET" and url.path == "/api/events":
