@@ -69,6 +69,7 @@ class CommonFlags:
     via_pull_request: bool
     pull_request_branch: str
     read_only: bool
+    ui_actions: bool = False
 
 
 def _common_parameters() -> list[inspect.Parameter]:
@@ -123,6 +124,8 @@ def _common_parameters() -> list[inspect.Parameter]:
             "Branch the pull request comes from (default fluxpy-bootstrap-<branch>)."))),
         ("read_only", bool, o(False, "--read-only", help=(
             "Commit nothing: print the manifests to commit; once they are in the repository, install."))),
+        ("ui_actions", bool, o(False, "--ui-actions", help=(
+            "Let the ui component (--components-extra=ui) reconcile, suspend and resume; read-only otherwise."))),
     ]
     return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
             for name, annotation, default in specs]
@@ -201,7 +204,8 @@ def install_options(a: App, c: CommonFlags):
     from flux_cli.commands.install import install_options as from_flags
 
     options = from_flags(a, c.components, c.components_extra, c.registry, c.image_pull_secret, c.network_policy,
-                         c.watch_all_namespaces, c.log_level, c.cluster_domain, c.toleration_keys)
+                         c.watch_all_namespaces, c.log_level, c.cluster_domain, c.toleration_keys,
+                         ui_actions=c.ui_actions)
     options.version = c.version.removeprefix("v")
     options.validate()
     return options

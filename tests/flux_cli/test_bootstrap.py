@@ -30,7 +30,7 @@ def test_shared_flags_on_every_command(fluxpy, command):
     assert res.exit_code == 0
     for flag in ("--branch", "--components-extra", "--ssh-key-algorithm", "--private-key-file", "--author-name",
                  "--gpg-key-ring", "--token-auth", "--via-pull-request", "--read-only", "--secret-name", "--path",
-                 "--interval"):
+                 "--interval", "--ui-actions"):
         assert flag in res.stdout, flag
 
 
@@ -47,6 +47,7 @@ def test_shared_flags_on_every_command(fluxpy, command):
     (["--url", "ssh://git@example.com/fleet.git", "--ssh-ecdsa-curve", "p192"], "invalid --ssh-ecdsa-curve 'p192'"),
     (["--url", "ssh://git@example.com/fleet.git", "--components", "source-controller,nope"], "nope"),
     (["--url", "ssh://git@example.com/fleet.git", "--interval", "soon"], "invalid --interval"),
+    (["--url", "ssh://git@example.com/fleet.git", "--ui-actions"], "ui"),
 ])
 def test_git_input_is_checked_first(fluxpy, args, fragment):
     refused(fluxpy("bootstrap", "git", *args, *NOWHERE), fragment)
