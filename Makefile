@@ -38,6 +38,7 @@ demo: setup tools ## the main job on the embedded local control plane: the whole
 	$(FLUXPY) dev up
 	$(PYTHON) -m bootstrap.demo up
 	@echo "The local control plane keeps running: eval \"\$$($(FLUXPY) dev env)\" to use it, 'make demo-down' to stop it."
+	@echo "See it live in a browser: $(FLUXPY) ui --open (with that environment: the graph, why, diffs, actions)."
 
 demo-down: ## stop the demo's Git server, the control plane and the controllers
 	$(PYTHON) -m bootstrap.demo down
