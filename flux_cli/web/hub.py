@@ -5,8 +5,9 @@ user may only list some). Any change wakes one thread, which rebuilds the graph
 (:func:`flux_cli.web.graph.build`) and publishes the nodes that changed to every subscriber as one ``change``
 message, then lets ``debounce`` seconds pass before the next rebuild, so a burst is one message. Nothing polls: the pages wait on their streams, the hub on the watches.
 
-A list or watch the apiserver refuses (403) puts the kind in :attr:`Hub.forbidden`, which the page shows as a
-banner; a kind whose CRD is not installed (404) is left out quietly.
+A list or watch the apiserver refuses (403) puts the kind in :attr:`Hub.forbidden`, any other failure (the
+apiserver unreachable) in :attr:`Hub.failing`, both shown by the page as banners until the informer recovers;
+a kind whose CRD is not installed (404) is left out quietly.
 """
 from __future__ import annotations
 
@@ -17,12 +18,18 @@ from typing import Iterable
 
 from controllers.api.kinds import KINDS
 from controllers.api.types import Kind
-from controllers.runtime.kube import Forbidden, KubeClient, Unauthorized
+from controllers.runtime.kube import Forbidden, KubeClient, NotFound, Unauthorized
 from controllers.runtime.watch import Informer
 from flux_cli.web import graph
 
 #: how many messages a slow page may fall behind before it is sent the whole graph again.
 SUBSCRIBER_BACKLOG = 256
+
+
+def listed(problems: dict[tuple[str, str | None], str]) -> list[dict]:
+    """``[{kind, namespace, message}]`` of :attr:`Hub.forbidden` or :attr:`Hub.failing`, in a stable order."""
+    return [{"kind": kind, "namespace": ns or "", "message": message}
+            for (kind, ns), message in sorted(problems.items(), key=lambda item: (item[0][0], item[0][1] or ""))]
 
 
 class Subscription:
@@ -60,6 +67,8 @@ class Hub:
         self.identity = identity
         self.informers: dict[tuple[str, str | None], Informer] = {}
         self.forbidden: dict[tuple[str, str | None], str] = {}
+        #: (kind, namespace) → why its watch fails, other than RBAC (e.g. the apiserver is unreachable)
+        self.failing: dict[tuple[str, str | None], str] = {}
         self.nodes: dict[str, dict] = {}
         self.seq = 0
         self._subscribers: set[Subscription] = set()
@@ -68,7 +77,7 @@ class Hub:
         self._stop = threading.Event()
         #: per HelmRelease, the release version last read from Helm's storage and its objects
         self._releases: dict[tuple, tuple[tuple, list]] = {}
-        self._published_forbidden: list[dict] | None = None
+        self._published_problems: tuple | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -121,13 +130,9 @@ class Hub:
         with self._lock:
             nodes = list(self.nodes.values())
             seq = self.seq
-        return {"seq": seq, "nodes": nodes, "forbidden": self.forbidden_list(),
+        return {"seq": seq, "nodes": nodes, "forbidden": listed(self.forbidden), "errors": listed(self.failing),
                 "namespaces": sorted({n["namespace"] for n in nodes if n["namespace"]}),
                 "kinds": sorted({n["kind"] for n in nodes if n["flux"]}), "identity": self.identity}
-
-    def forbidden_list(self) -> list[dict]:
-        return [{"kind": kind, "namespace": ns or "", "message": message}
-                for (kind, ns), message in sorted(self.forbidden.items(), key=lambda item: (item[0][0], item[0][1] or ""))]
 
     def cached(self, kind: str, namespace: str | None, name: str) -> dict | None:
         """The cached object of a Flux kind, or None."""
@@ -145,12 +150,16 @@ class Hub:
     def _error_handler(self, kind: Kind, namespace: str | None):
         def on_error(exc: Exception | None) -> None:
             key = (kind.kind, namespace)
-            if isinstance(exc, (Forbidden, Unauthorized)):
-                if self.forbidden.get(key) != exc.message:
-                    self.forbidden[key] = exc.message
+            refused = isinstance(exc, (Forbidden, Unauthorized))
+            for problems, applies in ((self.forbidden, refused),
+                                      (self.failing, exc is not None and not refused and not isinstance(exc, NotFound))):
+                message = (getattr(exc, "message", "") or str(exc)) if applies else None
+                if problems.get(key) != message:
+                    if message is None:
+                        problems.pop(key, None)
+                    else:
+                        problems[key] = message
                     self._dirty.set()
-            elif exc is None and self.forbidden.pop(key, None) is not None:
-                self._dirty.set()
         return on_error
 
     def _run(self) -> None:
@@ -178,14 +187,15 @@ class Hub:
         with self._lock:
             changed = [node for node_id, node in fresh.items() if self.nodes.get(node_id) != node]
             removed = [node_id for node_id in self.nodes if node_id not in fresh]
-            forbidden = self.forbidden_list()
-            if not changed and not removed and forbidden == self._published_forbidden:
+            problems = listed(self.forbidden), listed(self.failing)
+            if not changed and not removed and problems == self._published_problems:
                 return
             self.nodes = fresh
             self.seq += 1
             seq = self.seq
-            self._published_forbidden = forbidden
-        self.publish("change", {"seq": seq, "nodes": changed, "removed": removed, "forbidden": forbidden})
+            self._published_problems = problems
+        self.publish("change", {"seq": seq, "nodes": changed, "removed": removed, "forbidden": problems[0],
+                                "errors": problems[1]})
 
     def _release_objects(self, release: dict) -> list:
         """The objects of a HelmRelease's latest release, read from Helm's storage once per release version."""

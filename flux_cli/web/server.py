@@ -34,6 +34,7 @@ from importlib import resources
 from typing import Callable
 
 from controllers.runtime.endpoints import QuietHTTPServer, ThreadedServer
+from controllers.runtime.kube import KubeError
 from flux_cli.web import api, graph
 from flux_cli.web.hub import Hub
 
@@ -177,12 +178,20 @@ class RequestHandler(http.server.BaseHTTPRequestHandler):
                 return self.json(202, api.start_action(kube, hub, self.read_json()))
             self.json(404, {"error": "not found", "message": f"no route {method} {url.path}"})
         except Forbidden as exc:
-            self.json(exc.status, {"error": "forbidden" if exc.status == 403 else "unauthorized",
+            self.json(exc.status, {"error": {401: "unauthorized", 403: "forbidden"}.get(exc.status, "bad request"),
                                    "message": str(exc)})
         except api.ApiError as exc:
             self.json(exc.status, {"error": exc.error, "message": exc.message})
         except OverflowError as exc:  # the in-cluster server's cap on identities watched at once
             self.json(503, {"error": "busy", "message": str(exc)})
+        except KubeError as exc:  # a request made for the page failed (e.g. the apiserver is unreachable)
+            error = api.ApiError.of(exc)
+            self.json(error.status, {"error": error.error, "message": error.message})
+        except Exception as exc:  # noqa: BLE001 - a bug: one line for the page and the log, no traceback
+            from controllers.runtime.logs import get_logger
+
+            get_logger("ui").error("request failed", path=url.path, error=exc)
+            self.json(500, {"error": "internal", "message": f"{type(exc).__name__}: {exc}"})
 
     # ------------------------------------------------------------------ who is asking
 

@@ -154,6 +154,11 @@ function renderBanner() {
       'data-namespace': ns, title: refused.map(f => f.message).join('\n') },
       h('strong', {}, 'forbidden'), `: you cannot list ${kinds} ${where} — the apiserver says: ${refused[0].message}`));
   }
+  if (state.failing?.length) {  // watches that fail for another reason than RBAC: the data may be stale
+    const f = state.failing;
+    items.push(h('div', { class: 'banner-item failing' }, h('strong', {}, 'not live'),
+      `: cannot watch ${f.map(x => plural(x.kind)).join(', ')} — ${f[0].message} (retrying; what is shown may be out of date)`));
+  }
   state.errors.forEach((text, i) => items.push(h('div', { class: 'banner-item error' }, text, ' ',
     h('button', { type: 'button', class: 'dismiss', 'aria-label': 'dismiss', onclick: () => {
       state.errors.splice(i, 1);
@@ -176,6 +181,7 @@ window.addEventListener('unhandledrejection', e => showError(`internal error: ${
 function applyGraph(g) {
   state.nodes = new Map((g.nodes || []).map(n => [n.id, n]));
   state.forbidden = g.forbidden || [];
+  state.failing = g.errors || [];
   state.namespaces = g.namespaces || [];
   state.kinds = g.kinds || [];
   state.identity = g.identity || '';
@@ -195,6 +201,7 @@ function applyChange(c) {
   for (const n of c.nodes || []) { state.nodes.set(n.id, n); changed.add(n.id); }
   for (const id of c.removed || []) { state.nodes.delete(id); changed.add(id); }
   if (Array.isArray(c.forbidden)) state.forbidden = c.forbidden;  // the current list, when present
+  if (Array.isArray(c.errors)) state.failing = c.errors;
   state.seq = c.seq ?? state.seq;
   refreshFilterOptions();
   redraw(changed);

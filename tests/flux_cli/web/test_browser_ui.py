@@ -185,3 +185,13 @@ def _echo_reconciler(kube):
             return Success("Applied revision: echo", reason="ReconciliationSucceeded")
 
     return Echo()
+
+
+def test_an_unreachable_apiserver_says_not_live(ui_for, page):
+    from controllers.runtime.kube import KubeClient
+
+    ui = ui_for(KubeClient("http://127.0.0.1:1"))
+    page.goto(ui.url)
+    text = page.wait_for("document.getElementById('banner')?.textContent.includes('not live')"
+                         " && document.getElementById('banner').textContent", timeout=10)
+    assert "127.0.0.1:1" in text and "retrying" in text

@@ -206,3 +206,20 @@ def test_a_helmrelease_force_and_reset_set_flux_annotations(kube, namespace, ui_
     assert annotations["reconcile.fluxcd.io/forceAt"] == annotations["reconcile.fluxcd.io/resetAt"] == \
         annotations["reconcile.fluxcd.io/requestedAt"] == requested["token"]
     events.close()
+
+
+def test_an_unreachable_apiserver_is_a_banner_and_json_errors_not_a_traceback(flux_crds, ui_for, capfd):
+    from controllers.runtime.kube import KubeClient
+
+    dead = KubeClient("http://127.0.0.1:1")  # nothing listens there
+    ui = ui_for(dead)
+    client = Client(ui.url)
+    graph = client.get("/api/graph")
+    assert graph["nodes"] == [] and graph["forbidden"] == []
+    failing = {e["kind"]: e["message"] for e in graph["errors"]}
+    assert "Kustomization" in failing and "127.0.0.1:1" in failing["Kustomization"]
+    status, _, page = client.request("GET", "/api/object?id=Kustomization/flux-system/apps")
+    assert status == 502 and page["error"] == "apiserver" and "127.0.0.1:1" in page["message"]
+    status, _, answer = client.action({"id": "Kustomization/flux-system/apps", "action": "suspend"})
+    assert status == 502
+    assert "Traceback" not in capfd.readouterr().err
