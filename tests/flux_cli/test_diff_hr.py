@@ -10,32 +10,15 @@ import yaml
 
 from controllers.api.builtin import CONFIGMAP
 from controllers.api.helm import HELM_RELEASE
-from controllers.api.objects import dig, find_condition
-from controllers.api.source import HELM_REPOSITORY
+from controllers.api.objects import dig
 from servers.git import artifact_storage  # noqa: F401 - fixture
-from servers.helmrepo import helm_controllers, helm_repo, make_chart  # noqa: F401
-from servers.objects import apply_source
-from servers.waiting import wait
+from servers.helmrepo import helm_controllers, helm_repo, install_app_release  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
-EXTRA = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-extra\ndata: {k: v}\n"
-OPTIONAL = "{{ if .Values.extra }}" + EXTRA + "{{ end }}"
-
-
-def _installed(kube, namespace, helm_repo, tmp_path) -> None:
-    helm_repo.add_chart(make_chart(tmp_path, "app", "1.0.0", files={"templates/extra.yaml": OPTIONAL},
-                                   values={"message": "hello", "extra": True}))
-    apply_source(kube, HELM_REPOSITORY, namespace, "charts", {"url": helm_repo.url, "interval": "10m"})
-    apply_source(kube, HELM_RELEASE, namespace, "app", {
-        "interval": "10m", "values": {"message": "live"},
-        "chart": {"spec": {"chart": "app", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}})
-    wait(kube, HELM_RELEASE, namespace, "app",
-         lambda o: (find_condition(o, "Ready") or {}).get("reason") == "InstallSucceeded", "installed", 60)
-
 
 def test_build_and_diff_helmrelease(fluxpy, kube, kubeconfig, namespace, helm_controllers, helm_repo, tmp_path):
-    _installed(kube, namespace, helm_repo, tmp_path)
+    install_app_release(kube, namespace, helm_repo, tmp_path)
     common = ("-n", namespace, "--kubeconfig", str(kubeconfig))
 
     res = fluxpy("build", "helmrelease", "app", *common)
@@ -71,7 +54,7 @@ def test_build_and_diff_helmrelease(fluxpy, kube, kubeconfig, namespace, helm_co
 
 
 def test_tree_and_trace_helmrelease(fluxpy, kube, kubeconfig, namespace, helm_controllers, helm_repo, tmp_path):
-    _installed(kube, namespace, helm_repo, tmp_path)
+    install_app_release(kube, namespace, helm_repo, tmp_path)
     common = ("-n", namespace, "--kubeconfig", str(kubeconfig))
     res = fluxpy("tree", "hr", "app", "-o", "json", *common)
     assert res.exit_code == 0, res.stderr

@@ -2,19 +2,15 @@
 objects read from its Helm storage Secret, --compact, -o json|yaml in flux's shapes."""
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 
 import pytest
 import yaml
 
 import flux_cli.commands.tree  # noqa: F401 - registers the command
-from controllers.api.builtin import SECRET
-from controllers.api.helm import HELM_RELEASE
 from controllers.api.kustomize import KUSTOMIZATION
+from servers.objects import stored_helm_release
 
-NOW = "2025-01-01T00:00:00Z"
 RELEASE_MANIFEST = """\
 ---
 apiVersion: v1
@@ -52,16 +48,7 @@ def tree(kube, namespace, flux_crds):
     _ks(kube, "root", ns, [f"{ns}_settings__ConfigMap", f"{ns}_child_kustomize.toolkit.fluxcd.io_Kustomization",
                            f"{ns}_root_kustomize.toolkit.fluxcd.io_Kustomization"])
     _ks(kube, "child", ns, [f"{ns}_db_helm.toolkit.fluxcd.io_HelmRelease", f"{ns}_web_apps_Deployment"])
-    kube.create(HELM_RELEASE, {"apiVersion": HELM_RELEASE.api_version, "kind": "HelmRelease",
-                               "metadata": {"name": "db", "namespace": ns},
-                               "spec": {"interval": "1h", "chartRef": {"kind": "OCIRepository", "name": "db"}}}, ns)
-    kube.patch(HELM_RELEASE, "db", {"status": {"storageNamespace": ns, "history": [{
-        "name": "db", "namespace": ns, "version": 2, "chartName": "db", "chartVersion": "1.0.0",
-        "configDigest": "sha256:0", "digest": "sha256:1", "firstDeployed": NOW, "lastDeployed": NOW,
-        "status": "deployed"}]}}, ns, subresource="status")
-    release = base64.b64encode(gzip.compress(json.dumps({"name": "db", "manifest": RELEASE_MANIFEST}).encode()))
-    kube.create(SECRET, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sh.helm.release.v1.db.v2"},
-                         "type": "helm.sh/release.v1", "data": {"release": base64.b64encode(release).decode()}}, ns)
+    stored_helm_release(kube, ns, "db", 2, RELEASE_MANIFEST)
     return ns
 
 

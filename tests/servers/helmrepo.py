@@ -205,3 +205,28 @@ def helm_controllers(start_controller, artifact_storage, namespace, flux_crds):
     start_controller(HelmRepositoryReconciler(artifact_storage), namespace)
     start_controller(HelmChartReconciler(artifact_storage), namespace)
     return start_controller(HelmReleaseReconciler(Options(health_interval=0.5)), namespace)
+
+
+#: a chart template that renders only while ``.Values.extra`` is true (an object an upgrade can delete)
+OPTIONAL_EXTRA = ("{{ if .Values.extra }}apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-extra\n"
+                  "data: {k: v}\n{{ end }}")
+
+
+def install_app_release(kube, namespace: str, helm_repo, tmp_path) -> dict:
+    """Chart ``app`` 1.0.0 (values message=hello, extra=true, with :data:`OPTIONAL_EXTRA`) in ``helm_repo``,
+    a HelmRepository ``charts`` and a HelmRelease ``app`` (message=live) installed by the running
+    helm_controllers; returns the installed HelmRelease."""
+    from controllers.api.helm import HELM_RELEASE
+    from controllers.api.objects import find_condition
+    from controllers.api.source import HELM_REPOSITORY
+    from servers.objects import apply_source
+    from servers.waiting import wait
+
+    helm_repo.add_chart(make_chart(tmp_path, "app", "1.0.0", files={"templates/extra.yaml": OPTIONAL_EXTRA},
+                                   values={"message": "hello", "extra": True}))
+    apply_source(kube, HELM_REPOSITORY, namespace, "charts", {"url": helm_repo.url, "interval": "10m"})
+    apply_source(kube, HELM_RELEASE, namespace, "app", {
+        "interval": "10m", "values": {"message": "live"},
+        "chart": {"spec": {"chart": "app", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}})
+    return wait(kube, HELM_RELEASE, namespace, "app",
+                lambda o: (find_condition(o, "Ready") or {}).get("reason") == "InstallSucceeded", "installed", 60)

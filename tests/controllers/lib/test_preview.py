@@ -11,15 +11,11 @@ import pytest
 from controllers.api.builtin import CONFIGMAP
 from controllers.api.helm import HELM_RELEASE
 from controllers.api.kustomize import KUSTOMIZATION
-from controllers.api.objects import find_condition
-from controllers.api.source import HELM_REPOSITORY
 from controllers.lib.preview import HelmReleaseDiff, PreviewError, helm_release_diff, kustomization_next_apply
 from controllers.runtime.kube import NotFound
 from servers.git import artifact_storage  # noqa: F401 - fixture
-from servers.helmrepo import helm_controllers, helm_repo, make_chart  # noqa: F401 - fixtures
-from servers.objects import apply_source
+from servers.helmrepo import helm_controllers, helm_repo, install_app_release  # noqa: F401 - fixtures
 from servers.sources import artifact_sources  # noqa: F401 - fixture
-from servers.waiting import wait
 
 pytestmark = pytest.mark.integration
 
@@ -121,19 +117,8 @@ def test_kustomization_preview_errors(kube, namespace, artifact_sources, tmp_pat
     assert fails(unsupported) == f"{where}: source kind 'HelmChart' not supported"
 
 
-EXTRA = "{{ if .Values.extra }}apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-extra\n" \
-        "data: {k: v}\n{{ end }}"
-
-
 def test_helm_release_diff(kube, namespace, helm_controllers, helm_repo, tmp_path):
-    helm_repo.add_chart(make_chart(tmp_path, "app", "1.0.0", files={"templates/extra.yaml": EXTRA},
-                                   values={"message": "hello", "extra": True}))
-    apply_source(kube, HELM_REPOSITORY, namespace, "charts", {"url": helm_repo.url, "interval": "10m"})
-    apply_source(kube, HELM_RELEASE, namespace, "app", {
-        "interval": "10m", "values": {"message": "live"},
-        "chart": {"spec": {"chart": "app", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}})
-    hr = wait(kube, HELM_RELEASE, namespace, "app",
-              lambda o: (find_condition(o, "Ready") or {}).get("reason") == "InstallSucceeded", "installed", 60)
+    hr = install_app_release(kube, namespace, helm_repo, tmp_path)
 
     same = helm_release_diff(kube, hr, str(tmp_path / "1"))
     assert isinstance(same, HelmReleaseDiff)

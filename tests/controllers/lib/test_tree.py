@@ -4,17 +4,14 @@ Kustomization and a HelmRelease's objects read from Helm's storage Secret, ``com
 from __future__ import annotations
 
 import base64
-import gzip
-import json
 
 import pytest
 
 from controllers.api.builtin import SECRET
-from controllers.api.helm import HELM_RELEASE
 from controllers.api.kustomize import KUSTOMIZATION
 from controllers.lib.tree import Node, TreeError, helm_release_objects, kustomization_tree
+from servers.objects import stored_helm_release
 
-NOW = "2026-01-01T00:00:00Z"
 MANIFEST = ("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: db\n"
             "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: db-reader\n")
 
@@ -30,16 +27,7 @@ def _ks(kube, name: str, namespace: str, entries: list[str]) -> dict:
 
 
 def _release(kube, ns: str) -> None:
-    kube.create(HELM_RELEASE, {"apiVersion": HELM_RELEASE.api_version, "kind": "HelmRelease",
-                               "metadata": {"name": "db", "namespace": ns},
-                               "spec": {"interval": "1h", "chartRef": {"kind": "OCIRepository", "name": "db"}}}, ns)
-    kube.patch(HELM_RELEASE, "db", {"status": {"storageNamespace": ns, "history": [{
-        "name": "db", "namespace": ns, "version": 1, "chartName": "db", "chartVersion": "1.0.0",
-        "configDigest": "sha256:0", "digest": "sha256:1", "firstDeployed": NOW, "lastDeployed": NOW,
-        "status": "deployed"}]}}, ns, subresource="status")
-    release = base64.b64encode(gzip.compress(json.dumps({"name": "db", "manifest": MANIFEST}).encode()))
-    kube.create(SECRET, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sh.helm.release.v1.db.v1"},
-                         "type": "helm.sh/release.v1", "data": {"release": base64.b64encode(release).decode()}}, ns)
+    stored_helm_release(kube, ns, "db", 1, MANIFEST)
 
 
 def _names(node: Node, depth: int = 0) -> list[str]:
