@@ -150,3 +150,36 @@ def test_stats_counts_per_kind(fluxpy, kube, kubeconfig, flux_crds, namespace):
     row = next(c for c in json.loads(res.stdout) if c["kind"] == "GitRepository")
     assert row == {"kind": "GitRepository", "reconcilers": 2, "running": 1, "failing": 1, "suspended": 1,
                    "storage": 2048}
+
+
+def test_the_ui_object_page_shows_the_controllers_lines_for_it(dev_cluster):
+    """``fluxpy ui`` on a ``fluxpy dev`` cluster reads the local controllers' log files, as ``fluxpy logs``,
+    and its object page keeps the lines about that object only."""
+    from controllers.api.kustomize import KUSTOMIZATION
+    from controllers.runtime.kube import KubeClient
+    from flux_cli.web import launch
+    from servers.ui import Client
+
+    from ..conftest import install_flux_crds
+
+    state, cluster = dev_cluster
+    kube = KubeClient.from_kubeconfig(cluster.kubeconfig)
+    install_flux_crds(kube)
+    kube.create(KUSTOMIZATION, {"apiVersion": KUSTOMIZATION.api_version, "kind": "Kustomization",
+                                "metadata": {"name": "shown", "namespace": "default"},
+                                "spec": {"interval": "1h", "path": "./", "prune": True,
+                                         "sourceRef": {"kind": "GitRepository", "name": "none"}}}, "default")
+    with open(Path(state) / "logs" / "kustomize-controller.log", "a") as f:  # as the controller writes them
+        f.write(record("2099-01-01T00:00:00.000Z", "about the shown one", kind="Kustomization",
+                       namespace="default", name="shown"))
+        f.write(record("2099-01-01T00:00:01.000Z", "about another one", kind="Kustomization",
+                       namespace="default", name="other"))
+    ui = launch.workstation(kube, port=0, namespaces=("default",), state_dir=str(state))
+    try:
+        page = Client(ui.url).get("/api/object?id=Kustomization/default/shown")
+    finally:
+        ui.stop()
+    assert page["logsNote"] == ""
+    messages = [(line["controller"], line["message"]) for line in page["logs"]]
+    assert ("kustomize-controller", "about the shown one") in messages
+    assert not [m for _, m in messages if m == "about another one"]
