@@ -211,33 +211,38 @@ function applyChange(c) {
 }
 
 // --- the stream ----------------------------------------------------------------------------------------
-// EventSource retries by itself after a dropped connection, but gives up for good when the server
-// answers with an error status (401, 403, 503): then we reconnect ourselves with a growing delay.
-// While down, one GET /api/graph tells why (its {error, message}) and still shows the graph if it works.
-let source = null, backoff = 1000, lastProbe = 0;
+// One stream for all tabs, held by a SharedWorker (stream.js), where there is one; else our own EventSource.
+// EventSource retries by itself after a dropped connection, but gives up for good when the server answers
+// with an error status (401, 403, 503): then it is reconnected with a growing delay. While down, one
+// GET /api/graph tells why (its {error, message}) and still shows the graph if it works.
+let backoff = 1000, lastProbe = 0;
+const handlers = {
+  graph: applyGraph, change: applyChange, action: actionEvent,
+  forbidden: d => { state.forbidden = Array.isArray(d) ? d : d.forbidden || []; renderBanner(); redraw(null); },
+  reset: () => getJSON('/api/graph').then(applyGraph, e => showError(e.text)),
+  open: () => { state.connection = 'open'; state.connError = null; backoff = 1000; renderBanner(); },
+  lost: () => { state.connection = 'lost'; renderBanner(); probe(); },
+};
 
 function connect() {
-  source = new EventSource('/api/events');
-  const on = (type, fn) => source.addEventListener(type, e => {
-    let data;
-    try { data = JSON.parse(e.data); } catch { showError(`bad ${type} event from the server`); return; }
-    fn(data);
-  });
-  source.onopen = () => {
-    state.connection = 'open';
-    state.connError = null;
-    backoff = 1000;
-    renderBanner();
-  };
-  on('graph', applyGraph);
-  on('change', applyChange);
-  on('action', actionEvent);
-  on('forbidden', d => { state.forbidden = Array.isArray(d) ? d : d.forbidden || []; renderBanner(); redraw(null); });
-  on('reset', () => getJSON('/api/graph').then(applyGraph, e => showError(e.text)));
+  if (window.SharedWorker) {
+    const worker = new SharedWorker('/static/stream.js');
+    worker.port.onmessage = e => handlers[e.data.type]?.(e.data.data);
+    window.addEventListener('pagehide', () => worker.port.postMessage('close'));
+    worker.port.start();
+    return;
+  }
+  const source = new EventSource('/api/events');
+  for (const type of ['graph', 'change', 'action', 'forbidden', 'reset']) {
+    source.addEventListener(type, e => {
+      let data;
+      try { data = JSON.parse(e.data); } catch { showError(`bad ${type} event from the server`); return; }
+      handlers[type](data);
+    });
+  }
+  source.onopen = handlers.open;
   source.onerror = () => {
-    state.connection = 'lost';
-    renderBanner();
-    probe();
+    handlers.lost();
     if (source.readyState === EventSource.CLOSED) {
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 15000);

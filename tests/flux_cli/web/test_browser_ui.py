@@ -195,3 +195,29 @@ def test_an_unreachable_apiserver_says_not_live(ui_for, page):
     text = page.wait_for("document.getElementById('banner')?.textContent.includes('not live')"
                          " && document.getElementById('banner').textContent", timeout=10)
     assert "127.0.0.1:1" in text and "retrying" in text
+
+
+def test_eight_tabs_share_one_stream_and_all_follow_a_change(kube, namespace, ui_for, browser):
+    """Browsers open about 6 connections per host: a stream per tab would leave the 7th tab waiting (its page
+    would not even load). One SharedWorker holds the stream for every tab."""
+    make_pipeline(kube, namespace)
+    ui = ui_for(kube, namespaces=(namespace,))
+    repo = f"GitRepository/{namespace}/repo"
+    tabs = [browser.new_page(800, 600) for _ in range(8)]
+    try:
+        for tab in tabs:  # a hidden tab paints no frames: each is looked at in turn, as a user would
+            tab.send("Page.bringToFront")
+            tab.goto(ui.url, timeout=15)
+            tab.wait_for(f"{node_js(repo)}?.classList.contains('state-ready')", timeout=10)
+        set_ready(kube, GIT_REPOSITORY, namespace, "repo", "False", "GitOperationFailed", "refused")
+        for tab in tabs:
+            tab.send("Page.bringToFront")
+            tab.wait_for(f"{node_js(repo)}?.classList.contains('state-failed')", timeout=5)
+        # a tab opened later gets the current graph from the worker at once
+        late = browser.new_page(800, 600)
+        tabs.append(late)
+        late.goto(ui.url, timeout=15)
+        late.wait_for(f"{node_js(repo)}?.classList.contains('state-failed')", timeout=5)
+    finally:
+        for tab in tabs:
+            tab.close()

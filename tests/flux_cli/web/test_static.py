@@ -14,7 +14,8 @@ ROOT_DIR = Path(__file__).resolve().parents[3]
 STATIC = ROOT_DIR / "flux_cli" / "web" / "static"
 REQUIRED = ["index.html", "app.css", "app.js", "api.js", "layout.js", "graph.js", "object.js"]
 SERVED = {".html", ".css", ".js", ".svg"}          # what the server knows a Content-Type for
-RAW_BUDGET, GZIP_BUDGET = 60_000, 20_000
+#: raw, and gzipped (sum per file). The gzip budget was 20 KB until the shared stream (stream.js) took it past.
+RAW_BUDGET, GZIP_BUDGET = 60_000, 24_000
 SVG_NS = "http://www.w3.org/2000/svg"              # an XML namespace name, never fetched
 
 FILES = sorted(p for p in STATIC.rglob("*") if p.is_file()) if STATIC.is_dir() else []
