@@ -156,7 +156,8 @@ def latency(kube: KubeClient, url: str, namespace: str, changes: int, workdir: P
     print(figures("status write → node repainted in Chromium", on_screen))
     print(f"{'first load → graph drawn':<46} {first_paint * 1000:6.0f} ms")
     assets = {u: b for u, b in weights.items() if "/static/" in u or urllib.parse.urlsplit(u).path == "/"}
-    print(f"{'page weight: assets (as sent, gzip)':<46} {sum(assets.values()) / 1024:6.1f} KB in {len(assets)} files")
+    print(f"{'page weight: assets (as sent, gzip)':<46} {sum(assets.values()) / 1024:6.1f} KB in {len(assets)} files"
+          " (the page's; the SharedWorker fetches stream.js itself)")
     static = ROOT / "flux_cli" / "web" / "static"
     raw = sum(p.stat().st_size for p in static.iterdir())
     zipped = sum(len(gzip.compress(p.read_bytes())) for p in static.iterdir())
