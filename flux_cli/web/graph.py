@@ -143,9 +143,11 @@ def flux_node(kind: Kind, obj: dict, resolver: CacheResolver) -> dict:
         group = rt.group if rt is not None else (dep_api or "").rpartition("/")[0]
         deps.append({"id": node_id(dep_kind, group, dep_ns if (rt is None or rt.namespaced) else None, dep_name),
                      "relation": relation})
-    root = inspect.walk(None, kind.kind, meta["name"], namespace, api_version=obj.get("apiVersion"),
-                        resolver=resolver)
-    cause = _cause(root, resolver) if state != "suspended" else None
+    cause = None
+    if state != "suspended":  # a suspended object names no cause: its chain is not walked
+        root = inspect.walk(None, kind.kind, meta["name"], namespace, api_version=obj.get("apiVersion"),
+                            resolver=resolver)
+        cause = _cause(root, resolver)
     message = ready_of(kind, obj)[1] if kind.static_ready else ready.get("message", "")
     return {"id": node_id(kind.kind, kind.group, namespace, meta["name"]), "kind": kind.kind, "group": kind.group,
             "namespace": namespace, "name": meta["name"], "flux": True, "state": state,
